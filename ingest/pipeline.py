@@ -1,0 +1,374 @@
+"""`neurocat ingest`: one streaming pass for the top-N, one pass over the top images for crops,
+then the indexes, Parquet files, and one transaction into the catalogue."""
+from __future__ import annotations
+
+import io
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+import catalog
+
+from . import __version__
+from .data import LabelledImages, loader
+from .errors import UsageError
+from .layers import resolve_layers
+from .models import LoadedModel
+from .neuron_feature import NeuronFeatureAccumulator, plan_crops
+from .receptive_field import ReceptiveField, receptive_fields
+from .runningstats import TopK
+from .selectivity import class_selectivity, color_name, color_selectivity, curve_area
+
+
+@dataclass
+class IngestOptions:
+    top_n: int = 100
+    batch_size: int = 64
+    device: str | None = None  # default: cuda when available
+    image_size: int = 224
+    workers: int | None = None  # DataLoader workers; default from the CPU count
+    min_rel: float = 0.7        # SPEC §3
+    n_max: int = 100            # SPEC §3
+    nf_max_size: int = 96       # NF side cap, pixels (SPEC §2 allows resizing very large fields)
+    gamma_th: float = 1.0       # SPEC §5
+    color_threshold: float = 0.25
+    progress: bool = True
+
+    def resolved_device(self) -> torch.device:
+        if self.device:
+            if self.device.startswith("cuda") and not torch.cuda.is_available():
+                raise UsageError("--device cuda asked for, but torch sees no CUDA device")
+            return torch.device(self.device)
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def resolved_workers(self) -> int:
+        if self.workers is not None:
+            return self.workers
+        return min(8, max(1, (os.cpu_count() or 2) // 2))
+
+
+@dataclass
+class LayerInfo:
+    name: str
+    index: int
+    module_type: str
+    channels: int = 0
+    out_height: int = 0
+    out_width: int = 0
+    rf: ReceptiveField | None = None
+
+
+@dataclass
+class Scan:
+    """What the streaming pass leaves: the reducers and what it learnt of the data."""
+
+    tops: dict[str, TopK]
+    layers: dict[str, LayerInfo]
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    colour_sum: torch.Tensor | None = None  # Σ per-image mean RGB, for padding crops
+    n_seen: int = 0
+
+    @property
+    def mean_colour(self) -> torch.Tensor:
+        return (self.colour_sum / max(1, self.n_seen)).float()
+
+
+@dataclass
+class IngestSummary:
+    model: str
+    dataset: str
+    catalog: Path
+    images: int
+    errors: int
+    neurons: int
+    layers: int
+    seconds: float
+    scan_seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.scan_seconds if self.scan_seconds else float("nan")
+
+
+class _Stop(Exception):
+    """Raised by the last hook: layers after the deepest chosen one need not run."""
+
+
+def _normaliser(model: LoadedModel, device):
+    mean = torch.tensor(model.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(model.std, device=device).view(1, 3, 1, 1)
+    return mean, std
+
+
+def scan(model: LoadedModel, layer_names: list[str], images: LabelledImages, options: IngestOptions,
+         ids: list[int] | None = None) -> Scan:
+    """The streaming pass: per neuron, the running top-N of spatial maxima. Memory is O(neurons × N)."""
+    device = options.resolved_device()
+    net = model.module.to(device).eval()
+    if isinstance(net, torch.jit.ScriptModule):
+        raise UsageError("TorchScript models cannot expose inner layers to Python hooks; give the model as "
+                         "'module:callable' or a torchvision name with --weights instead")
+    modules = dict(net.named_modules())
+    infos = {n: LayerInfo(n, i, type(modules[n]).__name__) for i, n in enumerate(layer_names)}
+    result = Scan({}, infos, colour_sum=torch.zeros(3, dtype=torch.float64, device=device))
+    state = {"ids": None, "fired": 0}
+
+    def hook(name):
+        def fn(_module, _inputs, out):
+            if not isinstance(out, torch.Tensor) or out.dim() not in (2, 4):
+                raise UsageError(f"layer {name} outputs {type(out).__name__} "
+                                 f"{tuple(getattr(out, 'shape', ()))}; a layer must output (batch, channels[, h, w])")
+            if out.dim() == 2:
+                out = out[:, :, None, None]
+            if name not in result.tops:
+                info = infos[name]
+                info.channels, info.out_height, info.out_width = out.shape[1:]
+                result.tops[name] = TopK(info.channels, options.top_n, device)
+            values, positions = out.flatten(2).max(dim=2)
+            result.tops[name].update(values.float(), state["ids"], positions)
+            state["fired"] += 1
+            if state["fired"] == len(layer_names):
+                raise _Stop
+        return fn
+
+    handles = [modules[n].register_forward_hook(hook(n)) for n in layer_names]
+    mean, std = _normaliser(model, device)
+    batches = loader(images, options.image_size, options.batch_size, options.resolved_workers(), ids,
+                     pin_memory=device.type == "cuda")
+    try:
+        with torch.inference_mode(), tqdm(total=len(batches.dataset), desc="scan", unit="img",
+                                          disable=not options.progress) as bar:
+            for batch, batch_ids, errors in batches:
+                result.errors.extend(errors)
+                bar.update(len(batch_ids) + len(errors))
+                if batch is None:
+                    continue
+                x = batch.to(device, non_blocking=True).float().div_(255)
+                result.colour_sum += x.mean(dim=(2, 3)).sum(0).double()
+                result.n_seen += len(batch_ids)
+                state["ids"], state["fired"] = batch_ids.to(device, non_blocking=True), 0
+                try:
+                    net((x - mean) / std)
+                except _Stop:
+                    pass
+    finally:
+        for h in handles:
+            h.remove()
+    if result.n_seen == 0:
+        raise UsageError(f"none of the {len(batches.dataset)} images could be read; first error: "
+                         f"{result.errors[0][1] if result.errors else 'none'}")
+    return result
+
+
+def neuron_features(model: LoadedModel, images: LabelledImages, scan_result: Scan, options: IngestOptions):
+    """Crops of every layer's top images in one pass over their union; returns {layer: (nf, σ, n_used)}."""
+    device = options.resolved_device()
+    plans = []
+    for name, top in scan_result.tops.items():
+        info = scan_result.layers[name]
+        plans.append(plan_crops(name, info.rf, info.out_width, top.values, top.image_ids, top.positions,
+                                options.min_rel, options.n_max, options.nf_max_size))
+    accumulators = [NeuronFeatureAccumulator(p, device) for p in plans]
+    needed = sorted(set(torch.cat([p.image_ids for p in plans]).tolist())) if plans else []
+    fill = scan_result.mean_colour.to(device)
+    batches = loader(images, options.image_size, options.batch_size, options.resolved_workers(), needed,
+                     pin_memory=device.type == "cuda")
+    with torch.inference_mode(), tqdm(total=len(needed), desc="crops", unit="img",
+                                      disable=not options.progress) as bar:
+        for batch, batch_ids, errors in batches:
+            scan_result.errors.extend((i, f"unreadable when cropping: {e}") for i, e in errors)
+            bar.update(len(batch_ids) + len(errors))
+            if batch is None:
+                continue
+            x = batch.to(device, non_blocking=True).float().div_(255)
+            for acc in accumulators:
+                acc.add(x, batch_ids, fill)
+    return {acc.plan.layer: acc.result() + (acc.plan.nf_size,) for acc in accumulators}
+
+
+def _png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def build_tables(model_name: str, model: LoadedModel, images: LabelledImages, scan_result: Scan, features,
+                 options: IngestOptions, seconds: float, listing_problems) -> dict[str, pa.Table]:
+    """The run's rows, as Arrow tables named like the catalogue's tables."""
+    ds = images.name
+    classes = images.classes
+    class_index = {c: i for i, c in enumerate(classes)}
+    label_ids = np.array([class_index[label] for label in images.labels], dtype=np.int64)
+    rows: dict[str, dict[str, list]] = {t: {} for t in
+                                        ("layers", "units", "neuron_indexes", "top_images", "class_frequencies")}
+
+    def put(table, **cols):
+        for k, v in cols.items():
+            rows[table].setdefault(k, []).append(v)
+
+    def extend(table, **cols):
+        for k, v in cols.items():
+            rows[table].setdefault(k, []).extend(v.tolist() if isinstance(v, np.ndarray) else v)
+
+    n_neurons = 0
+    for name, top in tqdm(scan_result.tops.items(), desc="indexes", unit="layer", disable=not options.progress):
+        info = scan_result.layers[name]
+        nf, sigma, n_used, nf_size = features[name]
+        values = top.values.cpu().double().numpy()
+        ids = top.image_ids.cpu().numpy()
+        pos = top.positions.cpu().numpy().astype(np.int64)
+        c, k = values.shape
+        n_neurons += c
+        valid = ids >= 0
+        a_max = values[:, 0]
+        alive = a_max > 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = np.where(valid & alive[:, None], np.maximum(values, 0) / a_max[:, None], np.nan)
+        labels = np.where(valid, label_ids[np.clip(ids, 0, None)], -1)
+        gamma = class_selectivity(rel, labels, len(classes), options.gamma_th)
+        color = color_selectivity(nf.cpu(), sigma.cpu())
+        n_used = n_used.cpu().numpy()
+        has_nf = alive & (n_used > 0)
+        alpha = np.where(has_nf, color.alpha, np.nan)
+        area = np.where(alive, curve_area(rel), np.nan)
+        nf_u8 = (nf.cpu().permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+
+        rf = info.rf
+        put("layers", model=model_name, dataset=ds, layer=name, layer_index=info.index, module_type=info.module_type,
+            channels=c, out_height=info.out_height, out_width=info.out_width, rf_size=rf.size, rf_stride=rf.stride,
+            rf_offset=rf.offset_y, nf_size=nf_size, n_dead=int((~alive).sum()))
+        units = np.arange(c)
+        extend("units", model=[model_name] * c, dataset=[ds] * c, layer=[name] * c, unit=units,
+               a_max=np.where(valid[:, 0], a_max, np.nan), n_top=valid.sum(1), dead=~alive,
+               nf_png=[_png(nf_u8[u]) if has_nf[u] else None for u in range(c)],
+               nf_n_used=n_used,
+               hue=np.where(has_nf, color.hue, np.nan),
+               color_name=[color_name(color.chromatic_rgb[u]) if has_nf[u] and alpha[u] >= options.color_threshold
+                           else None for u in range(c)],
+               alpha_method=[("centred" if color.centred[u] else "uncentred") if has_nf[u] else None for u in range(c)],
+               gamma_m=[int(m) if m > 0 else None for m in gamma.m])
+        for index, vals in (("alpha", alpha), ("gamma", gamma.gamma), ("curve_area", area)):
+            extend("neuron_indexes", model=[model_name] * c, dataset=[ds] * c, layer=[name] * c, unit=units,
+                   index=[index] * c, value=vals)
+        uu, rr = np.nonzero(valid)
+        ys, xs = pos[uu, rr] // info.out_width, pos[uu, rr] % info.out_width
+        with np.errstate(invalid="ignore"):
+            in_nf = alive[uu] & (rel[uu, rr] >= options.min_rel) & (rr < options.n_max)
+        extend("top_images", model=[model_name] * len(uu), dataset=[ds] * len(uu), layer=[name] * len(uu),
+               unit=uu, rank=rr, image_id=ids[uu, rr], activation=values[uu, rr], rel_activation=rel[uu, rr],
+               y=ys, x=xs, crop_top=rf.offset_y + ys * rf.stride, crop_left=rf.offset_x + xs * rf.stride,
+               crop_size=[rf.size] * len(uu), in_nf=in_nf)
+        cu, cl = np.nonzero(gamma.count)
+        extend("class_frequencies", model=[model_name] * len(cu), dataset=[ds] * len(cu), layer=[name] * len(cu),
+               unit=cu, label=[classes[i] for i in cl], count=gamma.count[cu, cl],
+               frequency=gamma.frequency[cu, cl])
+
+    errors = sorted(set(scan_result.errors))
+    tables = {t: pa.table(cols) for t, cols in rows.items()}
+    for t, table in tables.items():  # NaN means "undefined": store it as NULL
+        tables[t] = pa.table({n: _nan_to_null(col) for n, col in zip(table.column_names, table.columns)})
+    tables["ingest_errors"] = pa.table({
+        "model": [model_name] * (len(listing_problems) + len(errors)),
+        "dataset": [ds] * (len(listing_problems) + len(errors)),
+        "image_id": [None] * len(listing_problems) + [i for i, _ in errors],
+        "path": [p for p, _ in listing_problems] + [images.paths[i] for i, _ in errors],
+        "stage": ["listing"] * len(listing_problems) + ["decode"] * len(errors),
+        "error": [m for _, m in listing_problems] + [e for _, e in errors],
+    }, schema=pa.schema([("model", pa.string()), ("dataset", pa.string()), ("image_id", pa.int64()),
+                         ("path", pa.string()), ("stage", pa.string()), ("error", pa.string())]))
+    tables["models"] = pa.table({
+        "model": [model_name], "dataset": [ds], "architecture": [model.architecture], "source": [model.source],
+        "weights": [model.weights], "image_size": [options.image_size], "top_n": [options.top_n],
+        "min_rel": [options.min_rel], "gamma_th": [options.gamma_th], "color_threshold": [options.color_threshold],
+        "n_images": [scan_result.n_seen], "n_errors": [len(errors)], "n_neurons": [n_neurons],
+        "device": [str(options.resolved_device())], "seconds": [seconds],
+        "ingested_at": [datetime.now(timezone.utc).replace(tzinfo=None)], "neurocat_version": [__version__]})
+    tables.update(dataset_tables(images))
+    return tables
+
+
+def _nan_to_null(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    if pa.types.is_floating(col.type):
+        import pyarrow.compute as pc
+
+        return pc.if_else(pc.is_nan(col), pa.scalar(None, col.type), col)
+    return col
+
+
+def dataset_tables(images: LabelledImages) -> dict[str, pa.Table]:
+    n = len(images)
+    extra_ids, extra_sets, extra_values = [], [], []
+    for label_set, values in images.extra_labels.items():
+        extra_ids += range(n)
+        extra_sets += [label_set] * n
+        extra_values += values
+    return {
+        "datasets": pa.table({"dataset": [images.name], "root": [str(images.root.resolve())], "n_images": [n],
+                              "n_classes": [len(images.classes)], "fingerprint": [images.fingerprint()]}),
+        "images": pa.table({"dataset": [images.name] * n, "image_id": list(range(n)), "path": images.paths,
+                            "label": images.labels}),
+        "image_labels": pa.table({"dataset": [images.name] * len(extra_ids), "image_id": extra_ids,
+                                  "label_set": extra_sets, "label": extra_values},
+                                 schema=pa.schema([("dataset", pa.string()), ("image_id", pa.int64()),
+                                                   ("label_set", pa.string()), ("label", pa.string())])),
+    }
+
+
+def write_parquet(tables: dict[str, pa.Table], run_dir: Path) -> dict[str, Path]:
+    """Write each table to a temporary name and rename, so no half-written file is ever read."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, table in tables.items():
+        final = run_dir / f"{name}.parquet"
+        tmp = run_dir / f".{name}.parquet.tmp"
+        pq.write_table(table, tmp)
+        os.replace(tmp, final)
+        paths[name] = final
+    return paths
+
+
+def run_dir_for(catalog_path: Path, model_name: str, dataset: str) -> Path:
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in f"{model_name}__{dataset}")
+    return catalog_path.parent / "neurocat-runs" / safe
+
+
+def ingest(model: LoadedModel, images: LabelledImages, catalog_path: str | Path, model_name: str | None = None,
+           layers: list[str] | None = None, options: IngestOptions | None = None) -> IngestSummary:
+    """Index ``model`` on ``images`` into the catalogue at ``catalog_path``; returns a summary."""
+    options = options or IngestOptions()
+    catalog_path = Path(catalog_path)
+    model_name = model_name or model.architecture
+    start = time.perf_counter()
+    layer_names = resolve_layers(model.module, layers)
+    with catalog.open(catalog_path) as cat:  # fail early on a locked file or a clashing data set
+        old = cat.dataset_fingerprint(images.name)
+        if old is not None and old != images.fingerprint() and set(cat.models_on(images.name)) - {model_name}:
+            raise UsageError(f"the catalogue already has a different data set named {images.name!r} "
+                             f"(used by {', '.join(cat.models_on(images.name))}); choose another --dataset-name")
+    fields = receptive_fields(model.module, layer_names, options.image_size)
+    scan_start = time.perf_counter()
+    result = scan(model, layer_names, images, options)
+    scan_seconds = time.perf_counter() - scan_start
+    for name, info in result.layers.items():
+        info.rf = fields[name]
+    features = neuron_features(model, images, result, options)
+    seconds = time.perf_counter() - start
+    tables = build_tables(model_name, model, images, result, features, options, seconds, images.problems)
+    run_dir = run_dir_for(catalog_path, model_name, images.name)
+    paths = write_parquet(tables, run_dir)
+    with catalog.open(catalog_path) as cat:
+        cat.load_run(paths, model_name, images.name)
+    return IngestSummary(model_name, images.name, catalog_path, result.n_seen,
+                         tables["ingest_errors"].num_rows, int(tables["units"].num_rows), len(layer_names),
+                         time.perf_counter() - start, scan_seconds)
+
+

@@ -1,0 +1,133 @@
+"""Theoretical receptive fields of any architecture, by gradient (SPEC §2).
+
+A copy of the network is made linear and positive: activations and normalisations become
+identities, max-pools become average pools, every weight becomes a positive constant. The
+gradient of one output position w.r.t. the input is then non-zero exactly on the positions
+that can influence it, so its bounding box is the theoretical receptive field, whatever the
+wiring (residual additions, depthwise or dilated convolutions, "same" padding).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
+                nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.Softplus,
+                nn.Dropout, nn.Dropout2d)
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Output position (y, x) sees input rows ``offset + y*stride .. + size - 1`` (and likewise columns)."""
+
+    size: int
+    stride: int
+    offset_y: int
+    offset_x: int
+
+    def box(self, y: int, x: int) -> tuple[int, int, int, int]:
+        """(top, left, bottom, right), exclusive bottom/right, in input pixels; may leave the image."""
+        top, left = self.offset_y + y * self.stride, self.offset_x + x * self.stride
+        return top, left, top + self.size, left + self.size
+
+
+def _linearised(model: nn.Module) -> nn.Module:
+    probe = copy.deepcopy(model).float().eval()
+
+    def replace(parent: nn.Module):
+        for name, child in parent.named_children():
+            if isinstance(child, nn.MaxPool2d):
+                new = nn.AvgPool2d(child.kernel_size, child.stride, child.padding, child.ceil_mode)
+                if child.dilation not in (1, (1, 1)):
+                    raise ValueError(f"dilated max-pool {name} is not supported for receptive fields")
+            elif isinstance(child, nn.AdaptiveMaxPool2d):
+                new = nn.AdaptiveAvgPool2d(child.output_size)
+            elif isinstance(child, _NORMS + _ACTIVATIONS):
+                new = nn.Identity()
+            else:
+                replace(child)
+                continue
+            setattr(parent, name, new)
+
+    replace(probe)
+    with torch.no_grad():
+        for module in probe.modules():
+            for pname, p in module.named_parameters(recurse=False):
+                if pname == "bias":
+                    p.zero_()
+                elif p.dim() > 1:
+                    p.fill_(1.0 / max(1, p[0].numel()))
+                else:
+                    p.fill_(1.0)
+    return probe
+
+
+class _Stop(Exception):
+    pass
+
+
+def receptive_fields(model: nn.Module, layers: list[str], image_size: int,
+                     max_probe: int = 4096) -> dict[str, ReceptiveField]:
+    """Receptive field of every named layer, measured at the centre of a probe image.
+
+    The probe grows until the centre field lies wholly inside it, so fields larger than the
+    model's image size are measured unclipped.
+    """
+    probe = _linearised(model)
+    modules = dict(probe.named_modules())
+    result: dict[str, ReceptiveField] = {}
+    size = image_size
+    pending = list(layers)
+    while pending:
+        outputs: dict[str, torch.Tensor] = {}
+        last = pending[-1]
+
+        def hook(name):
+            def fn(_module, _inp, out):
+                outputs[name] = out
+                if len(outputs) == len(pending):
+                    raise _Stop
+            return fn
+
+        handles = [modules[n].register_forward_hook(hook(n)) for n in pending]
+        x = torch.ones(1, 3, size, size, requires_grad=True)
+        try:
+            probe(x)
+        except _Stop:
+            pass
+        finally:
+            for h in handles:
+                h.remove()
+        missing = [n for n in pending if n not in outputs]
+        if missing:
+            raise ValueError(f"layers {missing} produced no output in a forward pass")
+        retry = []
+        for name in pending:
+            out = outputs[name]
+            h, w = out.shape[-2:]
+            cy, cx = h // 2, w // 2
+            boxes = []
+            for (py, px) in ((cy, cx), (min(cy + 1, h - 1), min(cx + 1, w - 1))):
+                (g,) = torch.autograd.grad(out[0, :, py, px].sum(), x, retain_graph=True)
+                nz = g[0].abs().sum(0) > 0
+                rows = nz.any(1).nonzero().flatten()
+                cols = nz.any(0).nonzero().flatten()
+                boxes.append((int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1))
+            top, bottom, left, right = boxes[0]
+            if (top == 0 or left == 0 or bottom == size or right == size) and size < max_probe:
+                retry.append(name)
+                continue
+            if h > 1:
+                stride = boxes[1][0] - top
+            else:  # a single position: the stride is the downsampling factor
+                stride = max(1, round(size / h))
+            rf_size = max(bottom - top, right - left)
+            result[name] = ReceptiveField(rf_size, stride, top - cy * stride, left - cx * stride)
+        pending = retry
+        size *= 2
+        del outputs, x
+    return {n: result[n] for n in layers}

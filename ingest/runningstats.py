@@ -1,0 +1,102 @@
+"""Running statistics for one streaming pass, after netdissect's runningstats.
+
+Every statistic shares one protocol: ``update`` with a batch, ``merge`` with a peer
+(another shard, another worker), ``state_dict`` / ``load_state_dict`` to checkpoint,
+``result`` to read it. State stays on the device it was created on.
+"""
+from __future__ import annotations
+
+import torch
+
+# Image ids are packed into the low 32 bits of a sort key, so they must fit there.
+MAX_IMAGE_ID = 2**32 - 2
+NO_IMAGE = -1
+
+
+def _order_key(values: torch.Tensor, image_ids: torch.Tensor) -> torch.Tensor:
+    """An int64 key whose descending order is (value descending, image id ascending).
+
+    Ties between equal activations must go to the lower image id (SPEC §1); a single
+    ``topk`` over unique keys gives that exactly, where ``topk`` on floats would not.
+    """
+    v = torch.nan_to_num(values.float(), nan=float("-inf")) + 0.0  # -0.0 -> +0.0
+    bits = v.view(torch.int32).to(torch.int64)
+    # Flip the magnitude bits of negative floats so the integers sort like the floats.
+    bits = torch.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)
+    tiebreak = (2**32 - 1) - image_ids.to(torch.int64)  # empty slots (id -1) get 2**32
+    tiebreak = torch.where(image_ids < 0, torch.zeros_like(tiebreak), tiebreak)
+    return bits * 2**32 + tiebreak
+
+
+class TopK:
+    """Per channel, the ``k`` images of largest activation, with where the maximum was.
+
+    ``values``, ``image_ids`` and ``positions`` are ``(channels, k)`` tensors sorted by
+    rank; slots not yet filled hold ``image_id = -1`` and ``value = -inf``.
+    """
+
+    def __init__(self, channels: int, k: int, device: torch.device | str = "cpu"):
+        self.k = k
+        self.values = torch.full((channels, k), float("-inf"), device=device)
+        self.image_ids = torch.full((channels, k), NO_IMAGE, dtype=torch.int64, device=device)
+        self.positions = torch.zeros((channels, k), dtype=torch.int32, device=device)
+        self.count = 0  # images seen
+
+    @property
+    def channels(self) -> int:
+        return self.values.shape[0]
+
+    def update(self, values: torch.Tensor, image_ids: torch.Tensor, positions: torch.Tensor) -> None:
+        """Add a batch: ``values`` and ``positions`` are ``(batch, channels)``, ``image_ids`` ``(batch,)``."""
+        ids = image_ids.to(self.image_ids.device).view(1, -1).expand(self.channels, -1)
+        self._absorb(values.t(), ids, positions.t().to(torch.int32), values.shape[0])
+
+    def merge(self, other: "TopK") -> None:
+        """Absorb another reducer's state; a (channel, image) present in both is kept once."""
+        if other.k != self.k or other.channels != self.channels:
+            raise ValueError(f"cannot merge TopK({other.channels}, {other.k}) into TopK({self.channels}, {self.k})")
+        self._absorb(other.values.to(self.values.device), other.image_ids.to(self.values.device),
+                     other.positions.to(self.values.device), other.count, dedupe=True)
+
+    def _absorb(self, values, image_ids, positions, count, dedupe=False):
+        values = torch.cat([self.values, values.to(self.values.dtype)], dim=1)
+        image_ids = torch.cat([self.image_ids, image_ids], dim=1)
+        positions = torch.cat([self.positions, positions], dim=1)
+        key = _order_key(values, image_ids)
+        if dedupe:
+            # Same image twice in one channel: keep one copy (equal keys sort side by side).
+            key, order = key.sort(dim=1, descending=True)
+            dup = torch.zeros_like(key, dtype=torch.bool)
+            dup[:, 1:] = (key[:, 1:] == key[:, :-1]) & (image_ids.gather(1, order)[:, 1:] >= 0)
+            key = key.masked_fill(dup, torch.iinfo(torch.int64).min)
+            values, image_ids, positions = (t.gather(1, order) for t in (values, image_ids, positions))
+        k = min(self.k, key.shape[1])
+        _, top = key.topk(k, dim=1, largest=True, sorted=True)
+        self.values = values.gather(1, top)
+        self.image_ids = image_ids.gather(1, top)
+        self.positions = positions.gather(1, top)
+        if dedupe:
+            self.values = self.values.masked_fill(
+                key.gather(1, top) == torch.iinfo(torch.int64).min, float("-inf"))
+            self.image_ids = self.image_ids.masked_fill(torch.isneginf(self.values), NO_IMAGE)
+        self.count += count
+
+    def result(self) -> dict[str, torch.Tensor]:
+        return {"values": self.values, "image_ids": self.image_ids, "positions": self.positions}
+
+    def state_dict(self) -> dict:
+        return {"k": self.k, "count": self.count, **{n: t.cpu() for n, t in self.result().items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        device = self.values.device
+        self.k, self.count = int(state["k"]), int(state["count"])
+        self.values = state["values"].to(device)
+        self.image_ids = state["image_ids"].to(device)
+        self.positions = state["positions"].to(device)
+
+    @classmethod
+    def from_state_dict(cls, state: dict, device="cpu") -> "TopK":
+        stat = cls(state["values"].shape[0], int(state["k"]), device)
+        stat.load_state_dict(state)
+        return stat
+

@@ -1,0 +1,120 @@
+"""Selectivity indexes of Rafegas et al.: colour α (SPEC §4), class γ (§5), ranked-curve area (§12)."""
+from __future__ import annotations
+
+import colorsys
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+# RGB -> opponent space (O1, O2, O3); O3 is the intensity axis b = (0, 0, 1).
+OPPONENT = torch.tensor([[1 / math.sqrt(2), -1 / math.sqrt(2), 0.0],
+                         [1 / math.sqrt(6), 1 / math.sqrt(6), -2 / math.sqrt(6)],
+                         [1 / math.sqrt(3), 1 / math.sqrt(3), 1 / math.sqrt(3)]], dtype=torch.float64)
+UNIFORM_VARIANCE = 1e-6  # below this weighted colour variance an NF counts as uniform
+EPSILON = 1e-6
+CHROMATIC_SHARE = 0.1  # the "most chromatic pixels": the top 10 % by chroma
+
+
+@dataclass
+class ColorSelectivity:
+    alpha: np.ndarray       # (C,) in [0, 1]
+    hue: np.ndarray         # (C,) degrees in [0, 360)
+    centred: np.ndarray     # (C,) bool: centred PCA (False: uniform NF, mean-colour direction)
+    chromatic_rgb: np.ndarray  # (C, 3) mean RGB of the most chromatic pixels, for the colour name
+
+
+def color_selectivity(nf: torch.Tensor, sigma: torch.Tensor) -> ColorSelectivity:
+    """α of each NF. ``nf``: (C, 3, H, W) RGB in [0, 1]; ``sigma``: (C, H, W) per-pixel std across crops."""
+    c = nf.shape[0]
+    rgb = nf.to(torch.float64).flatten(2).transpose(1, 2)            # (C, P, 3)
+    opp = rgb @ OPPONENT.T                                            # (C, P, 3)
+    w = 1.0 / (sigma.to(torch.float64).flatten(1) + EPSILON)          # (C, P)
+    w = w / w.sum(1, keepdim=True)
+    mean = (w.unsqueeze(2) * opp).sum(1)                              # (C, 3)
+    centred = opp - mean.unsqueeze(1)
+    cov = torch.einsum("cp,cpi,cpj->cij", w, centred, centred)
+    second = torch.einsum("cp,cpi,cpj->cij", w, opp, opp)
+    use_centred = cov.diagonal(dim1=1, dim2=2).sum(1) >= UNIFORM_VARIANCE
+    moment = torch.where(use_centred.view(c, 1, 1), cov, second)
+    _, vectors = torch.linalg.eigh(moment)
+    v = vectors[:, :, -1]                                             # first component, unit length
+    alpha = torch.rad2deg(torch.arccos(v[:, 2].abs().clamp(max=1.0))) / 90.0
+
+    # Sign v toward the most chromatic pixels, so the hue names the colour the NF shows.
+    chroma = opp[:, :, :2].norm(dim=2)
+    k = max(1, int(round(CHROMATIC_SHARE * chroma.shape[1])))
+    top = chroma.topk(k, dim=1).indices
+    top_opp = opp.gather(1, top.unsqueeze(2).expand(-1, -1, 3)).mean(1)
+    reference = torch.where(use_centred.view(c, 1), top_opp - mean, top_opp)
+    sign = torch.where((v[:, :2] * reference[:, :2]).sum(1) < 0, -1.0, 1.0).to(v.dtype)
+    v = v * sign.unsqueeze(1)
+    hue = torch.rad2deg(torch.atan2(v[:, 1], v[:, 0])) % 360.0
+    top_rgb = rgb.gather(1, top.unsqueeze(2).expand(-1, -1, 3)).mean(1)
+    return ColorSelectivity(alpha.numpy(), hue.numpy(), use_centred.numpy(), top_rgb.numpy())
+
+
+def color_name(rgb) -> str:
+    """A basic colour term for an RGB colour in [0, 1] (the eleven of Berlin and Kay)."""
+    h, s, v = colorsys.rgb_to_hsv(*(float(min(max(x, 0.0), 1.0)) for x in rgb))
+    h *= 360
+    if v < 0.2:
+        return "black"
+    if s < 0.2:
+        return "white" if v > 0.85 else "gray"
+    if h < 15 or h >= 340:
+        return "pink" if s < 0.5 and v > 0.6 else ("brown" if v < 0.5 else "red")
+    if h < 45:
+        return "brown" if v < 0.65 else "orange"
+    if h < 70:
+        return "brown" if v < 0.5 else "yellow"
+    if h < 165:
+        return "green"
+    if h < 260:
+        return "blue"
+    if h < 300:
+        return "purple"
+    return "pink"
+
+
+@dataclass
+class ClassSelectivity:
+    gamma: np.ndarray        # (C,) NaN where undefined (dead neuron, fewer than 2 images)
+    m: np.ndarray            # (C,) M, -1 where undefined
+    frequency: np.ndarray    # (C, K) f_c
+    count: np.ndarray        # (C, K) top images per class
+
+
+def class_selectivity(rel: np.ndarray, labels: np.ndarray, n_classes: int, th: float = 1.0) -> ClassSelectivity:
+    """γ = (N − M) / (N − 1) over each neuron's top images.
+
+    ``rel``: (C, N) relative activations, NaN for empty slots; ``labels``: (C, N) class ids,
+    -1 for empty slots. N counts the images actually kept per neuron.
+    """
+    c, _ = rel.shape
+    valid = labels >= 0
+    w = np.where(valid, np.nan_to_num(rel, nan=0.0), 0.0)
+    rows = np.broadcast_to(np.arange(c)[:, None], labels.shape)
+    weight = np.zeros((c, n_classes))
+    count = np.zeros((c, n_classes), dtype=np.int64)
+    np.add.at(weight, (rows[valid], labels[valid]), w[valid])
+    np.add.at(count, (rows[valid], labels[valid]), 1)
+    total = weight.sum(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        freq = np.where(total > 0, weight / total, 0.0)
+    cumulative = np.cumsum(-np.sort(-freq, axis=1), axis=1)
+    # Rounding can leave the cumulative sum a hair under th: M never exceeds the classes present.
+    m = np.minimum((cumulative < th - 1e-9).sum(1) + 1, np.maximum((freq > 0).sum(1), 1))
+    n = valid.sum(1)
+    alive = (total[:, 0] > 0) & (n > 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gamma = np.where(alive, (n - m) / (n - 1), np.nan)
+    return ClassSelectivity(gamma, np.where(alive, m, -1), freq, count)
+
+
+def curve_area(rel: np.ndarray) -> np.ndarray:
+    """Area under the ranked relative-activation curve, rank axis scaled to [0, 1]: mean of w over kept ranks."""
+    n = (~np.isnan(rel)).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, np.nansum(rel, axis=1) / n, np.nan)

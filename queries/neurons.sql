@@ -1,0 +1,16 @@
+-- One row per neuron: its facts from `units` and every known index from `neuron_indexes` as a column.
+-- A new index lands in neuron_indexes without a schema change; add a line here to show it as a column.
+SELECT
+    u.model, u.dataset, u.layer, u.unit,
+    ix.alpha, ix.gamma, ix.curve_area,
+    u.hue, u.color_name, u.gamma_m, u.a_max, u.dead, u.n_top, u.nf_n_used, u.alpha_method, u.nf_png
+FROM units AS u
+LEFT JOIN (
+    SELECT model, dataset, layer, unit,
+        MAX(CASE WHEN "index" = 'alpha' THEN value END) AS alpha,
+        MAX(CASE WHEN "index" = 'gamma' THEN value END) AS gamma,
+        MAX(CASE WHEN "index" = 'curve_area' THEN value END) AS curve_area
+    FROM neuron_indexes
+    GROUP BY model, dataset, layer, unit
+) AS ix
+    ON ix.model = u.model AND ix.dataset = u.dataset AND ix.layer = u.layer AND ix.unit = u.unit

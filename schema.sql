@@ -1,0 +1,141 @@
+-- neuron-catalog schema. One statement per table; the comment after each column is its
+-- description (shown by `neurocat publish` as Datasette column help).
+-- Per-model tables are keyed by (model, dataset): the same network indexed on two data sets
+-- keeps both; re-ingesting a model on the same data set replaces its rows.
+-- Users query the views in queries/ (neurons, ...) more than these tables.
+
+CREATE TABLE IF NOT EXISTS datasets (
+    dataset VARCHAR NOT NULL,        -- data set name (--dataset-name; default the folder or manifest name)
+    root VARCHAR,                    -- folder that relative image paths start from
+    n_images INTEGER,                -- images listed (including ones that failed to decode)
+    n_classes INTEGER,               -- distinct values of the primary label
+    fingerprint VARCHAR,             -- hash of (path, label) pairs: a changed data set under an old name is refused
+    PRIMARY KEY (dataset)
+);
+
+CREATE TABLE IF NOT EXISTS images (
+    dataset VARCHAR NOT NULL,        -- data set the image belongs to
+    image_id INTEGER NOT NULL,       -- rank of the image in the manifest sorted by path (stable across runs)
+    path VARCHAR NOT NULL,           -- image file, relative to datasets.root where possible
+    label VARCHAR NOT NULL,          -- primary label (class): ImageFolder sub-folder or manifest 'label' column
+    PRIMARY KEY (dataset, image_id)
+);
+
+CREATE TABLE IF NOT EXISTS image_labels (
+    dataset VARCHAR NOT NULL,        -- data set the image belongs to
+    image_id INTEGER NOT NULL,       -- image id, as in images
+    label_set VARCHAR NOT NULL,      -- name of an extra manifest label column (e.g. the demo's 'hue')
+    label VARCHAR NOT NULL,          -- the image's value in that column
+    PRIMARY KEY (dataset, image_id, label_set)
+);
+
+CREATE TABLE IF NOT EXISTS models (
+    model VARCHAR NOT NULL,          -- the model's name in the catalogue (--name)
+    dataset VARCHAR NOT NULL,        -- data set it was indexed on
+    architecture VARCHAR,            -- torchvision name, TorchScript file stem, module:callable or efficientnet-lite0
+    source VARCHAR,                  -- torchvision | torchscript | callable | package
+    weights VARCHAR,                 -- weights file used; NULL means random initialisation
+    image_size INTEGER,              -- side of the square input the model saw, in pixels
+    top_n INTEGER,                   -- top images kept per neuron
+    min_rel DOUBLE,                  -- relative activation a crop needs to enter the Neuron Feature
+    gamma_th DOUBLE,                 -- th of the class selectivity index
+    color_threshold DOUBLE,          -- alpha from which a neuron counts as colour selective and gets a colour name
+    n_images INTEGER,                -- images the network saw
+    n_errors INTEGER,                -- images skipped (see ingest_errors)
+    n_neurons INTEGER,               -- neurons indexed over all layers
+    device VARCHAR,                  -- device of the network pass (cpu, cuda, ...)
+    seconds DOUBLE,                  -- wall time of the whole ingest
+    ingested_at TIMESTAMP,           -- when the ingest finished (UTC)
+    neurocat_version VARCHAR,        -- version of neuron-catalog that wrote the rows
+    PRIMARY KEY (model, dataset)
+);
+
+CREATE TABLE IF NOT EXISTS layers (
+    model VARCHAR NOT NULL,          -- model name
+    dataset VARCHAR NOT NULL,        -- data set name
+    layer VARCHAR NOT NULL,          -- dotted module name, e.g. features.28
+    layer_index INTEGER,             -- position of the layer in the model (0 = closest to the input)
+    module_type VARCHAR,             -- class of the module, e.g. Conv2d
+    channels INTEGER,                -- neurons (output channels) in the layer
+    out_height INTEGER,              -- height of the layer's output map at image_size
+    out_width INTEGER,               -- width of the layer's output map at image_size
+    rf_size INTEGER,                 -- theoretical receptive field side, in input pixels
+    rf_stride INTEGER,               -- input pixels between neighbouring output positions
+    rf_offset INTEGER,               -- input row/column of the field's top-left corner for output position 0 (negative: padding)
+    nf_size INTEGER,                 -- side of the stored Neuron Feature PNGs (rf_size capped by --nf-size)
+    n_dead INTEGER,                  -- neurons whose maximum activation is <= 0
+    PRIMARY KEY (model, dataset, layer)
+);
+
+CREATE TABLE IF NOT EXISTS units (
+    model VARCHAR NOT NULL,          -- model name
+    dataset VARCHAR NOT NULL,        -- data set name
+    layer VARCHAR NOT NULL,          -- dotted module name
+    unit INTEGER NOT NULL,           -- output channel index within the layer
+    a_max DOUBLE,                    -- largest activation (spatial maximum) over the data set
+    n_top INTEGER,                   -- top images kept (top_n, or fewer on a small data set)
+    dead BOOLEAN,                    -- a_max <= 0: no Neuron Feature and NULL indexes
+    nf_png BLOB,                     -- Neuron Feature: weighted mean of the top crops, PNG
+    nf_n_used INTEGER,               -- crops averaged into the Neuron Feature (relative activation >= min_rel)
+    hue DOUBLE,                      -- hue of the first colour component, degrees in the opponent (O1, O2) plane
+    color_name VARCHAR,              -- basic colour name of the NF's most chromatic pixels, for colour-selective neurons
+    alpha_method VARCHAR,            -- 'centred' PCA, or 'uncentred' for a nearly uniform NF (SPEC §4)
+    gamma_m INTEGER,                 -- M: fewest classes whose relative activation reaches gamma_th
+    PRIMARY KEY (model, dataset, layer, unit)
+);
+
+CREATE TABLE IF NOT EXISTS neuron_indexes (
+    model VARCHAR NOT NULL,          -- model name
+    dataset VARCHAR NOT NULL,        -- data set name
+    layer VARCHAR NOT NULL,          -- dotted module name
+    unit INTEGER NOT NULL,           -- output channel index
+    "index" VARCHAR NOT NULL,        -- index name: alpha, gamma, curve_area, ...
+    value DOUBLE,                    -- index value; NULL for a dead neuron
+    PRIMARY KEY (model, dataset, layer, unit, "index")
+);
+
+CREATE TABLE IF NOT EXISTS top_images (
+    model VARCHAR NOT NULL,          -- model name
+    dataset VARCHAR NOT NULL,        -- data set name
+    layer VARCHAR NOT NULL,          -- dotted module name
+    unit INTEGER NOT NULL,           -- output channel index
+    rank INTEGER NOT NULL,           -- 0 = strongest image; ties go to the lower image_id
+    image_id INTEGER NOT NULL,       -- image, see images
+    activation DOUBLE,               -- spatial maximum of the channel on this image
+    rel_activation DOUBLE,           -- max(activation, 0) / a_max
+    y INTEGER,                       -- row of the maximum in the layer's output map
+    x INTEGER,                       -- column of the maximum in the layer's output map
+    crop_top INTEGER,                -- receptive field of (y, x): top row in the model's input (may be < 0)
+    crop_left INTEGER,               -- receptive field of (y, x): left column in the model's input (may be < 0)
+    crop_size INTEGER,               -- receptive field side in input pixels
+    in_nf BOOLEAN,                   -- whether this crop entered the Neuron Feature
+    PRIMARY KEY (model, dataset, layer, unit, rank)
+);
+
+CREATE TABLE IF NOT EXISTS class_frequencies (
+    model VARCHAR NOT NULL,          -- model name
+    dataset VARCHAR NOT NULL,        -- data set name
+    layer VARCHAR NOT NULL,          -- dotted module name
+    unit INTEGER NOT NULL,           -- output channel index
+    label VARCHAR NOT NULL,          -- class
+    count INTEGER,                   -- top images of this class
+    frequency DOUBLE,                -- f_c: share of the summed relative activation that falls on this class
+    PRIMARY KEY (model, dataset, layer, unit, label)
+);
+
+CREATE TABLE IF NOT EXISTS ingest_errors (
+    model VARCHAR NOT NULL,          -- model name
+    dataset VARCHAR NOT NULL,        -- data set name
+    image_id INTEGER,                -- image id, NULL for problems found while listing the data set
+    path VARCHAR,                    -- file or folder concerned
+    stage VARCHAR,                   -- listing | decode
+    error VARCHAR                    -- what went wrong
+);
+
+-- Fixed 0.1-wide bins for the per-layer histograms of Rafegas Fig. 5-6 (portable, no FLOOR()).
+CREATE TABLE IF NOT EXISTS index_bins (
+    bin INTEGER NOT NULL,            -- 0..9
+    lo DOUBLE NOT NULL,              -- inclusive lower bound
+    hi DOUBLE NOT NULL,              -- exclusive upper bound (the last bin includes 1.0)
+    PRIMARY KEY (bin)
+);
