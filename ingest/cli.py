@@ -1,0 +1,204 @@
+"""`neurocat`: a thin command line over the `ingest` pipeline and the `catalog` library."""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+import warnings
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import UsageError
+
+app = typer.Typer(help="Catalogue the neurons of trained image CNNs into DuckDB and query them with SQL.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+DEMO_LAYERS = ["_conv_stem", "_blocks.3._project_conv", "_blocks.8._project_conv",
+               "_blocks.15._project_conv", "_conv_head"]
+DEMO_QUERIES = [
+    ("Most colour-selective neurons, with hue and colour name",
+     "SELECT layer, unit, round(alpha, 3) AS alpha, round(hue) AS hue, color_name FROM color_selective_neurons "
+     "ORDER BY alpha DESC LIMIT 5"),
+    ("Neurons whose top-100 images all show one shape (M = 1), deepest layers first",
+     "SELECT n.layer, n.unit, n.gamma, c.class_1 FROM class_selective_neurons c JOIN neurons n USING (model, dataset, layer, unit) "
+     "JOIN layers l USING (model, dataset, layer) WHERE n.gamma_m = 1 ORDER BY l.layer_index DESC, n.a_max DESC LIMIT 5"),
+    ("Share of colour-selective neurons per layer (colour fades with depth)",
+     "SELECT layer, channels, rf_size, round(mean_alpha, 3) AS mean_alpha, round(color_selective_fraction, 3) AS colour_share "
+     "FROM layer_summary ORDER BY layer_index"),
+]
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def _split(values: Optional[list[str]]) -> Optional[list[str]]:
+    if not values:
+        return None
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+@app.command()
+def ingest(
+    model: str = typer.Option(..., help="torchvision architecture (resnet18, vgg16, …), a TorchScript file, "
+                                        "'package.module:callable' returning an nn.Module, or 'efficientnet-lite0'."),
+    data: str = typer.Option(..., help="ImageFolder directory (label = sub-folder), a CSV / Parquet manifest "
+                                       "(path,label[,more label columns]), or 'demo'."),
+    weights: Optional[Path] = typer.Option(None, help="state_dict file (loaded with weights_only=True). "
+                                                      "Without it a torchvision model has random weights."),
+    layers: Optional[list[str]] = typer.Option(None, help="Layers to index: dotted module names or globs "
+                                                          "('features.*'), repeat or comma-separate. Default: every Conv2d."),
+    top_n: int = typer.Option(100, min=1, help="Top images kept per neuron."),
+    batch_size: int = typer.Option(64, min=1, help="Images per forward pass."),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda[:N]. Default: cuda when available."),
+    image_size: int = typer.Option(224, min=8, help="Images are resized (shorter side) and centre-cropped to this."),
+    name: Optional[str] = typer.Option(None, help="The model's name in the catalogue. Default: the architecture."),
+    dataset_name: Optional[str] = typer.Option(None, help="The data set's name. Default: folder or manifest name."),
+    catalog: Path = typer.Option(Path("catalog.duckdb"), help="DuckDB catalogue file (created if missing)."),
+    workers: Optional[int] = typer.Option(None, min=0, help="Image decoding processes. Default: half the CPUs."),
+    nf_size: int = typer.Option(96, min=1, help="Largest side of a stored Neuron Feature; larger fields are shrunk."),
+    min_rel: float = typer.Option(0.7, min=0.0, max=1.0, help="Relative activation a crop needs to enter the NF."),
+    gamma_th: float = typer.Option(1.0, min=0.0, max=1.0, help="th of the class selectivity index γ."),
+    color_threshold: float = typer.Option(0.25, min=0.0, max=1.0, help="α from which a neuron is colour selective."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+):
+    """Index a model's neurons on a labelled image set: top-N images, crops, NF, α, γ."""
+    from .data import open_images
+    from .models import load_model
+    from .pipeline import IngestOptions, ingest as run
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            loaded = load_model(model, str(weights) if weights else None)
+        for w in caught:
+            typer.secho(f"WARNING: {w.message}", fg=typer.colors.YELLOW, bold=True, err=True)
+        if data == "demo":
+            images = open_images(_demo_data(catalog.parent / "demo-data", quiet), dataset_name or "demo")
+        else:
+            images = open_images(data, dataset_name)
+        options = IngestOptions(top_n=top_n, batch_size=batch_size, device=device, image_size=image_size,
+                                workers=workers, nf_max_size=nf_size, min_rel=min_rel, gamma_th=gamma_th,
+                                color_threshold=color_threshold, progress=not quiet)
+        summary = run(loaded, images, catalog, name, _split(layers), options)
+    except UsageError as exc:
+        _fail(exc)
+    _print_summary(summary)
+
+
+def _print_summary(s) -> None:
+    typer.echo(f"indexed {s.neurons} neurons in {s.layers} layers of {s.model!r} on {s.images} images "
+               f"of {s.dataset!r} in {s.seconds:.1f} s ({s.images_per_second:.1f} images/s in the network pass)")
+    if s.errors:
+        typer.secho(f"{s.errors} problems with the data set were skipped and recorded: "
+                    f"SELECT * FROM ingest_errors WHERE model = '{s.model}'", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"catalogue: {s.catalog}")
+
+
+def _demo_data(out: Path, quiet: bool) -> Path:
+    from .stimuli import generate
+
+    manifest = out / "manifest.csv"
+    if not manifest.exists():
+        if not quiet:
+            typer.echo(f"generating the demo stimulus set in {out} …", err=True)
+        generate(out)
+    return manifest
+
+
+@app.command()
+def query(
+    sql: str = typer.Argument(..., help="SQL to run, e.g. \"SELECT model, layer, unit FROM neurons WHERE gamma > 0.9\"."),
+    catalog: Path = typer.Option(Path("catalog.duckdb"), help="DuckDB catalogue file."),
+    format: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),
+):
+    """Run SQL against a catalogue and print the rows."""
+    import catalog as cat_lib
+
+    try:
+        with cat_lib.open(catalog, read_only=True) as cat:
+            table = cat.query(sql)
+    except FileNotFoundError as exc:
+        _fail(exc)
+    except Exception as exc:  # noqa: BLE001 - SQL errors are the user's to read
+        _fail(exc)
+    write_rows(table, format, sys.stdout)
+
+
+def write_rows(table, fmt: Format, out) -> None:
+    rows = table.to_pylist()
+    names = table.column_names
+    if fmt is Format.json:
+        json.dump([{k: _plain(v) for k, v in r.items()} for r in rows], out, indent=2, default=str)
+        out.write("\n")
+    elif fmt is Format.csv:
+        w = csv.writer(out)
+        w.writerow(names)
+        w.writerows([[_plain(r[n]) for n in names] for r in rows])
+    else:
+        cells = [[_cell(r[n]) for n in names] for r in rows]
+        widths = [max([len(n)] + [len(c[i]) for c in cells]) for i, n in enumerate(names)]
+        out.write("  ".join(n.ljust(w) for n, w in zip(names, widths)).rstrip() + "\n")
+        out.write("  ".join("-" * w for w in widths) + "\n")
+        for c in cells:
+            out.write("  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip() + "\n")
+        out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n")
+
+
+def _plain(v):
+    if isinstance(v, bytes):
+        import base64
+
+        return base64.b64encode(v).decode()
+    return v
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "NULL"
+    if isinstance(v, bytes):
+        return f"<{len(v)} bytes>"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+@app.command()
+def demo(
+    catalog: Path = typer.Option(Path("demo.duckdb"), help="Catalogue to write."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+):
+    """Offline demo: generate a labelled stimulus set, index EfficientNet-Lite0 (real ImageNet weights), query it."""
+    import catalog as cat_lib
+
+    from .data import open_images
+    from .models import EFFICIENTNET_LITE0, load_model
+    from .pipeline import IngestOptions, ingest as run
+
+    start = time.perf_counter()
+    images = open_images(_demo_data(catalog.parent / "demo-data", quiet), "demo")
+    summary = run(load_model(EFFICIENTNET_LITE0), images, catalog, EFFICIENTNET_LITE0, DEMO_LAYERS,
+                  IngestOptions(image_size=128, progress=not quiet))
+    _print_summary(summary)
+    with cat_lib.open(catalog, read_only=True) as cat:
+        for title, sql in DEMO_QUERIES:
+            typer.secho(f"\n-- {title}", bold=True)
+            typer.echo(f"neurocat query \"{sql}\" --catalog {catalog}")
+            write_rows(cat.query(sql), Format.table, sys.stdout)
+    typer.echo(f"\ndemo finished in {time.perf_counter() - start:.0f} s; try: neurocat query \"SELECT * FROM layer_summary\" "
+               f"--catalog {catalog}")
+
+
+if __name__ == "__main__":
+    app()
