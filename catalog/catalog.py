@@ -115,7 +115,7 @@ class Catalog:
         """Run SQL, return an Arrow table."""
         if params is None:
             return self.con.sql(sql).to_arrow_table()
-        return self.con.execute(sql, params).to_arrow_table()
+        return self.con.sql(sql, params=params).to_arrow_table()
 
     def df(self, sql: str, params: list | dict | None = None):
         """Run SQL, return a pandas DataFrame."""

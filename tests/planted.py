@@ -1,0 +1,25 @@
+"""Networks with hand-set weights whose neurons' answers are known in advance."""
+import torch
+from torch import nn
+
+RED, EDGE, DEAD = 0, 1, 2
+
+
+def planted() -> nn.Module:
+    """One 5×5 conv with three channels.
+
+    RED: mean over the window of R − (G + B) / 2 — zero on any gray, positive only on reddish pixels.
+    EDGE: right minus left column of the window, the same on R, G and B — a luminance vertical edge.
+    DEAD: zero weights and bias −1 — never fires.
+    """
+    conv = nn.Conv2d(3, 3, 5, padding=2)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.zero_()
+        conv.weight[RED, 0] = 1 / 25
+        conv.weight[RED, 1] = -0.5 / 25
+        conv.weight[RED, 2] = -0.5 / 25
+        conv.weight[EDGE, :, :, 4] = 1 / 3
+        conv.weight[EDGE, :, :, 0] = -1 / 3
+        conv.bias[DEAD] = -1.0
+    return nn.Sequential(conv)

@@ -1,0 +1,61 @@
+import torch
+
+from ingest.runningstats import NO_IMAGE, TopK
+
+
+def brute_force(values, k):
+    """Per channel: indices of the k largest values, ties to the lower index."""
+    out = []
+    for c in range(values.shape[1]):
+        order = sorted(range(values.shape[0]), key=lambda j: (-values[j, c].item(), j))
+        out.append(order[:k])
+    return out
+
+
+def feed(values, batch, k):
+    top = TopK(values.shape[1], k)
+    for start in range(0, values.shape[0], batch):
+        v = values[start:start + batch]
+        top.update(v, torch.arange(start, start + len(v)), torch.zeros_like(v, dtype=torch.int64))
+    return top
+
+
+def test_topk_equals_brute_force_with_ties_and_negatives():
+    g = torch.Generator().manual_seed(0)
+    values = torch.randint(-3, 4, (50, 6), generator=g).float()  # many ties, negatives, zeros
+    values[7, 2] = -0.0
+    for batch in (1, 7, 50):
+        top = feed(values, batch, 10)
+        expected = brute_force(values, 10)
+        assert top.image_ids.tolist() == expected
+        for c in range(6):
+            assert top.values[c].tolist() == [values[j, c].item() for j in expected[c]]
+
+
+def test_fewer_images_than_k_leaves_empty_slots():
+    values = torch.tensor([[1.0], [3.0]])
+    top = feed(values, 1, 4)
+    assert top.image_ids.tolist() == [[1, 0, NO_IMAGE, NO_IMAGE]]
+    assert top.values[0, :2].tolist() == [3.0, 1.0]
+    assert top.count == 2
+
+
+def test_merge_of_shards_equals_single_pass_and_drops_duplicates():
+    g = torch.Generator().manual_seed(1)
+    values = torch.randn(40, 5, generator=g)
+    single = feed(values, 8, 6)
+    a, b = TopK(5, 6), TopK(5, 6)
+    a.update(values[:25], torch.arange(25), torch.zeros(25, 5, dtype=torch.int64))
+    b.update(values[15:], torch.arange(15, 40), torch.zeros(25, 5, dtype=torch.int64))  # overlap 15..24
+    a.merge(b)
+    a.merge(b)  # a retried shard
+    assert a.image_ids.tolist() == single.image_ids.tolist()
+    assert torch.equal(a.values, single.values)
+
+
+def test_state_dict_round_trip():
+    values = torch.randn(20, 3)
+    top = feed(values, 6, 4)
+    again = TopK.from_state_dict(top.state_dict())
+    assert torch.equal(again.values, top.values) and torch.equal(again.image_ids, top.image_ids)
+    assert again.count == 20

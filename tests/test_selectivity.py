@@ -1,0 +1,105 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ingest.selectivity import class_selectivity, color_name, color_selectivity, curve_area
+
+A, B, C, D = range(4)
+
+
+def gamma_of(rel, labels, th=1.0, k=4):
+    r = class_selectivity(np.array([rel], float), np.array([labels]), k, th)
+    return r.gamma[0], r.m[0], r
+
+
+@pytest.mark.parametrize("th, m, gamma", [(1.0, 3, 1 / 3), (0.8, 2, 2 / 3), (0.75, 1, 1.0)])
+def test_gamma_hand_computed(th, m, gamma):
+    # weights A: 1 + 0.5, B: 0.3, C: 0.2 of 2.0 -> f = 0.75, 0.15, 0.10; N = 4
+    g, got_m, r = gamma_of([1.0, 0.5, 0.3, 0.2], [A, A, B, C], th)
+    assert got_m == m
+    assert g == pytest.approx(gamma)
+    assert r.frequency[0].tolist() == pytest.approx([0.75, 0.15, 0.10, 0.0])
+    assert r.count[0].tolist() == [2, 1, 1, 0]
+
+
+def test_gamma_ties_and_zero_weight_class():
+    # f = A .5, B .25, C .25, D 0: th = 1 needs A, B, C (D adds nothing) -> M = 3, γ = 1/3
+    g, m, _ = gamma_of([1.0, 0.5, 0.5, 0.0], [A, B, C, D])
+    assert (m, g) == (3, pytest.approx(1 / 3))
+    g, m, _ = gamma_of([1.0, 0.5, 0.5, 0.0], [A, B, C, D], th=0.6)
+    assert (m, g) == (2, pytest.approx(2 / 3))
+
+
+def test_gamma_empty_slots_and_dead_neuron():
+    # Two images kept of four slots: N = 2, one class -> γ = 1
+    g, m, _ = gamma_of([1.0, 0.4, np.nan, np.nan], [B, B, -1, -1])
+    assert (m, g) == (1, 1.0)
+    g, m, _ = gamma_of([np.nan] * 4, [A, B, C, D])  # dead: all relative activations undefined
+    assert math.isnan(g) and m == -1
+
+
+def nf_with(center, surround=(0.5, 0.5, 0.5), size=5, inner=3):
+    nf = torch.tensor(surround, dtype=torch.float64).view(3, 1, 1).repeat(1, size, size)
+    lo = (size - inner) // 2
+    nf[:, lo:lo + inner, lo:lo + inner] = torch.tensor(center, dtype=torch.float64).view(3, 1, 1)
+    return nf
+
+
+def alpha_hue(nf):
+    r = color_selectivity(nf.unsqueeze(0), torch.zeros(1, *nf.shape[1:]))
+    return r.alpha[0], r.hue[0], r.centred[0]
+
+
+def test_alpha_uniform_gray_is_zero():
+    alpha, _, centred = alpha_hue(torch.full((3, 6, 6), 0.5))
+    assert alpha == pytest.approx(0.0, abs=1e-6)
+    assert not centred  # uniform NF: mean-colour direction
+
+
+def test_alpha_red_on_gray_and_its_hue():
+    # red − gray = (.5, −.5, −.5): O1 = .707, O2 = .408, O3 = −.289 -> |cos| = 1/3 -> α = acos(1/3)/90°
+    alpha, hue, centred = alpha_hue(nf_with((1, 0, 0)))
+    assert centred
+    assert alpha == pytest.approx(math.degrees(math.acos(1 / 3)) / 90, abs=1e-6)
+    assert hue == pytest.approx(30.0, abs=1e-6)  # OPP angle of red: atan2(1/√6, 1/√2)
+
+
+def test_alpha_achromatic_edge_is_zero_and_uniform_red_uses_mean_colour():
+    edge = torch.zeros(3, 6, 6, dtype=torch.float64)
+    edge[:, :, 3:] = 1.0
+    assert alpha_hue(edge)[0] == pytest.approx(0.0, abs=1e-6)
+    alpha, hue, centred = alpha_hue(torch.tensor([1.0, 0, 0]).view(3, 1, 1).repeat(1, 4, 4))
+    assert not centred
+    assert alpha == pytest.approx(math.degrees(math.acos(1 / math.sqrt(3))) / 90, abs=1e-6)
+    assert hue == pytest.approx(30.0, abs=1e-6)
+
+
+def test_hue_points_at_the_chromatic_pixels():
+    # blue on gray: direction blue − gray; blue's OPP angle is atan2(−2/√6, 0) = 270°
+    _, hue, _ = alpha_hue(nf_with((0, 0, 1)))
+    assert hue == pytest.approx(270.0, abs=1e-6)
+
+
+def test_pixel_weights_follow_sigma():
+    # A pixel that varies wildly across crops (large σ) must barely count.
+    nf = nf_with((1, 0, 0), inner=1)
+    sigma = torch.zeros(1, 5, 5)
+    sigma[0, 2, 2] = 1e3
+    r = color_selectivity(nf.unsqueeze(0), sigma)
+    assert r.alpha[0] < 0.05  # the red pixel is ignored: the rest is uniform gray
+
+
+@pytest.mark.parametrize("rgb, name", [((1, 0, 0), "red"), ((0, 0, 1), "blue"), ((0.5, 0.5, 0.5), "gray"),
+                                       ((1, 1, 0), "yellow"), ((0.03, 0.03, 0.03), "black"), ((0, 0.8, 0), "green"),
+                                       ((1, 0.55, 0), "orange"), ((0.6, 0.1, 0.8), "purple"), ((1, 1, 1), "white")])
+def test_color_names(rgb, name):
+    assert color_name(rgb) == name
+
+
+def test_curve_area():
+    rel = np.array([[1.0, 0.5, 0.0, np.nan], [np.nan] * 4])
+    area = curve_area(rel)
+    assert area[0] == pytest.approx(0.5)
+    assert np.isnan(area[1])
