@@ -10,6 +10,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
+import duckdb
 import typer
 
 from .errors import UsageError
@@ -94,6 +95,8 @@ def ingest(
         summary = run(loaded, images, catalog, name, _split(layers), options)
     except UsageError as exc:
         _fail(exc)
+    except duckdb.IOException as exc:  # typically: another process holds the catalogue open
+        _fail(f"cannot write the catalogue {catalog}: {exc}")
     _print_summary(summary)
 
 

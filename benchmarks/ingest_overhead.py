@@ -1,0 +1,92 @@
+"""Cost of the indexing pass over a plain forward pass: same model, loader, batch and device.
+
+    python benchmarks/ingest_overhead.py --model resnet18 --images 512 --batch-size 64
+
+Prints the throughput of each and their ratio (target: scan / forward <= 1.15), plus the
+time of the crop and index phases that follow the scan. Runs alternate so drift on a shared
+machine hits both sides alike.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from ingest.data import loader, open_images
+from ingest.models import load_model
+from ingest.pipeline import IngestOptions, _normaliser, ingest, scan
+from ingest.layers import resolve_layers
+from ingest.stimuli import generate
+
+
+def plain_forward(model, images, options) -> float:
+    device = options.resolved_device()
+    net = model.module.to(device).eval()
+    mean, std = _normaliser(model, device)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for batch, _ids, _errors in loader(images, options.image_size, options.batch_size, options.resolved_workers(),
+                                           pin_memory=device.type == "cuda"):
+            x = batch.to(device, non_blocking=True).float().div_(255)
+            net((x - mean) / std)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def timed_scan(model, layers, images, options) -> float:
+    start = time.perf_counter()
+    scan(model, layers, images, options)
+    if options.resolved_device().type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="resnet18")
+    p.add_argument("--images", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--device", default=None)
+    p.add_argument("--repeats", type=int, default=2)
+    args = p.parse_args()
+
+    warnings.simplefilter("ignore")
+    tmp = Path(tempfile.mkdtemp(prefix="neurocat-bench-"))
+    variants = max(1, round(args.images / 160))
+    manifest = generate(tmp / "data", variants=variants, size=args.image_size)
+    images = open_images(manifest)
+    model = load_model(args.model)
+    options = IngestOptions(batch_size=args.batch_size, image_size=args.image_size, device=args.device,
+                            progress=False)
+    layers = resolve_layers(model.module, None)
+    plain_forward(model, images, options)  # warm-up: threads, allocator, page cache
+    forward_s, scan_s = [], []
+    for _ in range(args.repeats):
+        forward_s.append(plain_forward(model, images, options))
+        scan_s.append(timed_scan(model, layers, images, options))
+    start = time.perf_counter()
+    summary = ingest(model, images, tmp / "bench.duckdb", args.model, None, options)
+    total = time.perf_counter() - start
+
+    n = len(images)
+    f, s = min(forward_s), min(scan_s)
+    device = options.resolved_device()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    print(f"machine: {name}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    print(f"{args.model}, {len(layers)} layers, {summary.neurons} neurons, {n} images at {args.image_size} px, "
+          f"batch {args.batch_size}, {device}, {options.resolved_workers()} loader workers")
+    print(f"plain forward : {n / f:8.1f} images/s  (best of {args.repeats}: {f:.2f} s)")
+    print(f"indexing scan : {n / s:8.1f} images/s  (best of {args.repeats}: {s:.2f} s)")
+    print(f"ratio scan / forward time: {s / f:.3f}   (target <= 1.15)")
+    print(f"whole ingest (scan + crops + indexes + catalogue): {total:.2f} s = {total / f:.2f} x the forward pass")
+
+
+if __name__ == "__main__":
+    main()
