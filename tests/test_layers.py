@@ -12,5 +12,5 @@ def test_default_is_every_conv_and_globs_match_in_model_order():
 
 
 def test_unknown_name_lists_closest_first():
-    with pytest.raises(UsageError, match=r"closest first: layer4\.1\.conv2"):
+    with pytest.raises(UsageError, match=r"closest first: layer4\.1\.conv[12], layer4\.1\.conv[12],"):
         resolve_layers(torchvision.models.resnet18(), ["layer4.1.conv3"])
