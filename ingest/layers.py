@@ -7,9 +7,12 @@ from difflib import SequenceMatcher
 from torch import nn
 
 from .errors import UsageError
+from .taps import is_script, script_layers
 
 
 def conv_layers(model: nn.Module) -> list[str]:
+    if is_script(model):
+        return script_layers(model)
     return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d) and name]
 
 
@@ -20,7 +23,8 @@ def resolve_layers(model: nn.Module, patterns: list[str] | None) -> list[str]:
         if not layers:
             raise UsageError("the model has no Conv2d layer; name the layers with --layers")
         return layers
-    names = [name for name, _ in model.named_modules() if name]
+    # A TorchScript graph can be tapped at its convolutions only.
+    names = script_layers(model) if is_script(model) else [name for name, _ in model.named_modules() if name]
     chosen: set[str] = set()
     for pattern in patterns:
         hits = [n for n in names if n == pattern or fnmatch.fnmatchcase(n, pattern)]

@@ -35,8 +35,14 @@ def load_model(spec: str, weights: str | None = None) -> LoadedModel:
     if path.suffix in (".pt", ".pth", ".ts", ".jit") and path.exists():
         if weights:
             raise UsageError("--weights does not apply to a TorchScript file: its weights are inside it")
-        return LoadedModel(torch.jit.load(str(path), map_location="cpu").eval(), path.stem,
-                           "torchscript", str(path))
+        try:
+            with warnings.catch_warnings():  # torch marks TorchScript deprecated; users still ship it
+                warnings.simplefilter("ignore", FutureWarning)
+                module = torch.jit.load(str(path), map_location="cpu")
+        except RuntimeError as exc:
+            raise UsageError(f"{path} is not a TorchScript file (torch.jit.save); for a state_dict use "
+                             f"--model ARCHITECTURE --weights {path}: {exc}") from exc
+        return LoadedModel(module.eval(), path.stem, "torchscript", str(path))
     if ":" in spec:
         return _from_callable(spec, weights)
     return _torchvision(spec, weights)

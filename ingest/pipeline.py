@@ -26,6 +26,7 @@ from .models import LoadedModel
 from .neuron_feature import NeuronFeatureAccumulator, plan_crops
 from .receptive_field import ReceptiveField, receptive_fields
 from .runningstats import TopK
+from .taps import LayerTap
 from .selectivity import class_selectivity, color_name, color_selectivity, curve_area
 
 
@@ -99,10 +100,6 @@ class IngestSummary:
         return self.images / self.scan_seconds if self.scan_seconds else float("nan")
 
 
-class _Stop(Exception):
-    """Raised by the last hook: layers after the deepest chosen one need not run."""
-
-
 def _normaliser(model: LoadedModel, device):
     mean = torch.tensor(model.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(model.std, device=device).view(1, 3, 1, 1)
@@ -114,55 +111,39 @@ def scan(model: LoadedModel, layer_names: list[str], images: LabelledImages, opt
     """The streaming pass: per neuron, the running top-N of spatial maxima. Memory is O(neurons × N)."""
     device = options.resolved_device()
     net = model.module.to(device).eval()
-    if isinstance(net, torch.jit.ScriptModule):
-        raise UsageError("TorchScript models cannot expose inner layers to Python hooks; give the model as "
-                         "'module:callable' or a torchvision name with --weights instead")
-    modules = dict(net.named_modules())
-    infos = {n: LayerInfo(n, i, type(modules[n]).__name__) for i, n in enumerate(layer_names)}
+    types = {n: type(m).__name__ for n, m in net.named_modules()}
+    infos = {n: LayerInfo(n, i, types.get(n, "Conv2d")) for i, n in enumerate(layer_names)}
     result = Scan({}, infos, colour_sum=torch.zeros(3, dtype=torch.float64, device=device))
-    state = {"ids": None, "fired": 0}
+    batch_ids = torch.empty(0, dtype=torch.int64)
 
-    def hook(name):
-        def fn(_module, _inputs, out):
-            if not isinstance(out, torch.Tensor) or out.dim() not in (2, 4):
-                raise UsageError(f"layer {name} outputs {type(out).__name__} "
-                                 f"{tuple(getattr(out, 'shape', ()))}; a layer must output (batch, channels[, h, w])")
-            if out.dim() == 2:
-                out = out[:, :, None, None]
-            if name not in result.tops:
-                info = infos[name]
-                info.channels, info.out_height, info.out_width = out.shape[1:]
-                result.tops[name] = TopK(info.channels, options.top_n, device)
-            values, positions = out.flatten(2).max(dim=2)
-            result.tops[name].update(values.float(), state["ids"], positions)
-            state["fired"] += 1
-            if state["fired"] == len(layer_names):
-                raise _Stop
-        return fn
+    def observe(name, out):
+        if not isinstance(out, torch.Tensor) or out.dim() not in (2, 4):
+            raise UsageError(f"layer {name} outputs {type(out).__name__} "
+                             f"{tuple(getattr(out, 'shape', ()))}; a layer must output (batch, channels[, h, w])")
+        if out.dim() == 2:
+            out = out[:, :, None, None]
+        if name not in result.tops:
+            info = infos[name]
+            info.channels, info.out_height, info.out_width = out.shape[1:]
+            result.tops[name] = TopK(info.channels, options.top_n, device)
+        values, positions = out.flatten(2).max(dim=2)
+        result.tops[name].update(values.float(), batch_ids, positions)
 
-    handles = [modules[n].register_forward_hook(hook(n)) for n in layer_names]
     mean, std = _normaliser(model, device)
     batches = loader(images, options.image_size, options.batch_size, options.resolved_workers(), ids,
                      pin_memory=device.type == "cuda")
-    try:
-        with torch.inference_mode(), tqdm(total=len(batches.dataset), desc="scan", unit="img",
-                                          disable=not options.progress) as bar:
-            for batch, batch_ids, errors in batches:
-                result.errors.extend(errors)
-                bar.update(len(batch_ids) + len(errors))
-                if batch is None:
-                    continue
-                x = batch.to(device, non_blocking=True).float().div_(255)
-                result.colour_sum += x.mean(dim=(2, 3)).sum(0).double()
-                result.n_seen += len(batch_ids)
-                state["ids"], state["fired"] = batch_ids.to(device, non_blocking=True), 0
-                try:
-                    net((x - mean) / std)
-                except _Stop:
-                    pass
-    finally:
-        for h in handles:
-            h.remove()
+    with LayerTap(net, layer_names) as tap, torch.inference_mode(), \
+            tqdm(total=len(batches.dataset), desc="scan", unit="img", disable=not options.progress) as bar:
+        for batch, ids_cpu, errors in batches:
+            result.errors.extend(errors)
+            bar.update(len(ids_cpu) + len(errors))
+            if batch is None:
+                continue
+            x = batch.to(device, non_blocking=True).float().div_(255)
+            result.colour_sum += x.mean(dim=(2, 3)).sum(0).double()
+            result.n_seen += len(ids_cpu)
+            batch_ids = ids_cpu.to(device, non_blocking=True)
+            tap.run((x - mean) / std, observe)
     if result.n_seen == 0:
         raise UsageError(f"none of the {len(batches.dataset)} images could be read; first error: "
                          f"{result.errors[0][1] if result.errors else 'none'}")

@@ -9,10 +9,13 @@ wiring (residual additions, depthwise or dilated convolutions, "same" padding).
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from .taps import LayerTap, is_script
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
@@ -36,7 +39,15 @@ class ReceptiveField:
 
 
 def _linearised(model: nn.Module) -> nn.Module:
-    probe = copy.deepcopy(model).float().eval()
+    with warnings.catch_warnings():  # deepcopy of a ScriptModule touches non-leaf .grad
+        warnings.simplefilter("ignore", UserWarning)
+        probe = copy.deepcopy(model).float().eval()
+    if is_script(probe):
+        # Modules of a TorchScript graph cannot be swapped. Positive weights on a positive input
+        # keep every ReLU-like activation open; norms become identities through their buffers;
+        # LayerTap turns max-pools into average pools in the graph.
+        _make_positive(probe)
+        return probe
 
     def replace(parent: nn.Module):
         for name, child in parent.named_children():
@@ -54,6 +65,11 @@ def _linearised(model: nn.Module) -> nn.Module:
             setattr(parent, name, new)
 
     replace(probe)
+    _make_positive(probe)
+    return probe
+
+
+def _make_positive(probe: nn.Module) -> None:
     with torch.no_grad():
         for module in probe.modules():
             for pname, p in module.named_parameters(recurse=False):
@@ -63,11 +79,11 @@ def _linearised(model: nn.Module) -> nn.Module:
                     p.fill_(1.0 / max(1, p[0].numel()))
                 else:
                     p.fill_(1.0)
-    return probe
-
-
-class _Stop(Exception):
-    pass
+            for bname, b in module.named_buffers(recurse=False):
+                if bname == "running_mean":
+                    b.zero_()
+                elif bname == "running_var":
+                    b.fill_(1.0)
 
 
 def receptive_fields(model: nn.Module, layers: list[str], image_size: int,
@@ -78,33 +94,14 @@ def receptive_fields(model: nn.Module, layers: list[str], image_size: int,
     model's image size are measured unclipped.
     """
     probe = _linearised(model)
-    modules = dict(probe.named_modules())
     result: dict[str, ReceptiveField] = {}
     size = image_size
     pending = list(layers)
     while pending:
         outputs: dict[str, torch.Tensor] = {}
-        last = pending[-1]
-
-        def hook(name):
-            def fn(_module, _inp, out):
-                outputs[name] = out
-                if len(outputs) == len(pending):
-                    raise _Stop
-            return fn
-
-        handles = [modules[n].register_forward_hook(hook(n)) for n in pending]
         x = torch.ones(1, 3, size, size, requires_grad=True)
-        try:
-            probe(x)
-        except _Stop:
-            pass
-        finally:
-            for h in handles:
-                h.remove()
-        missing = [n for n in pending if n not in outputs]
-        if missing:
-            raise ValueError(f"layers {missing} produced no output in a forward pass")
+        with LayerTap(probe, pending, average_pools=True) as tap:
+            tap.run(x, outputs.__setitem__)
         retry = []
         for name in pending:
             out = outputs[name]
