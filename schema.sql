@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS models (
     min_rel DOUBLE,                  -- relative activation a crop needs to enter the Neuron Feature
     gamma_th DOUBLE,                 -- th of the class selectivity index
     color_threshold DOUBLE,          -- alpha from which a neuron counts as colour selective and gets a colour name
+    hierarchy_layer VARCHAR,         -- layer whose class-mean vectors build the category hierarchy
     n_images INTEGER,                -- images the network saw
     n_errors INTEGER,                -- images skipped (see ingest_errors)
     n_neurons INTEGER,               -- neurons indexed over all layers
@@ -89,7 +90,7 @@ CREATE TABLE IF NOT EXISTS neuron_indexes (
     dataset VARCHAR NOT NULL,        -- data set name
     layer VARCHAR NOT NULL,          -- dotted module name
     unit INTEGER NOT NULL,           -- output channel index
-    "index" VARCHAR NOT NULL,        -- index name: alpha, gamma, curve_area, ...
+    "index" VARCHAR NOT NULL,        -- index name: alpha, gamma, curve_area, sparsity, flatness, mf_degree, mf_zscore, mf_pvalue, ...
     value DOUBLE,                    -- index value; NULL for a dead neuron
     PRIMARY KEY (model, dataset, layer, unit, "index")
 );
@@ -130,6 +131,101 @@ CREATE TABLE IF NOT EXISTS ingest_errors (
     path VARCHAR,                    -- file or folder concerned
     stage VARCHAR,                   -- listing | decode
     error VARCHAR                    -- what went wrong
+);
+
+CREATE TABLE IF NOT EXISTS similarity_pairs (
+    model VARCHAR NOT NULL,          -- model name
+    dataset VARCHAR NOT NULL,        -- data set name
+    layer VARCHAR NOT NULL,          -- dotted module name; both neurons are in it
+    unit_a INTEGER NOT NULL,         -- the neuron
+    unit_b INTEGER NOT NULL,         -- one of its most similar neurons (by Pearson of the CoF rows)
+    rank INTEGER NOT NULL,           -- 1 = most similar to unit_a
+    pearson DOUBLE,                  -- Pearson correlation of the two CoF rows (similarity, Sadeghi §2.4)
+    euclidean DOUBLE,                -- Euclidean distance of the two CoF rows (dissimilarity)
+    PRIMARY KEY (model, dataset, layer, unit_a, unit_b)
+);
+
+CREATE TABLE IF NOT EXISTS layer_similarity (
+    model VARCHAR NOT NULL,          -- model name
+    dataset VARCHAR NOT NULL,        -- data set name
+    layer VARCHAR NOT NULL,          -- dotted module name
+    n_neurons INTEGER,               -- live neurons compared
+    mean_pearson DOUBLE,             -- mean Pearson over all pairs of live neurons (Sadeghi Fig. 5)
+    mean_euclidean DOUBLE,           -- mean Euclidean distance over all pairs
+    PRIMARY KEY (model, dataset, layer)
+);
+
+CREATE TABLE IF NOT EXISTS class_vectors (
+    model VARCHAR NOT NULL,          -- model name
+    dataset VARCHAR NOT NULL,        -- data set name
+    layer VARCHAR NOT NULL,          -- layer the vectors come from (models.hierarchy_layer)
+    label VARCHAR NOT NULL,          -- class
+    n_images INTEGER,                -- images of the class averaged
+    vector BLOB,                     -- class representative: mean global-average-pooled output, float32 little-endian
+    PRIMARY KEY (model, dataset, label)
+);
+
+CREATE TABLE IF NOT EXISTS class_distances (
+    model VARCHAR NOT NULL,          -- model name
+    dataset VARCHAR NOT NULL,        -- data set name
+    label_a VARCHAR NOT NULL,        -- class
+    label_b VARCHAR NOT NULL,        -- another class
+    distance DOUBLE,                 -- cosine distance of their representative vectors
+    PRIMARY KEY (model, dataset, label_a, label_b)
+);
+
+CREATE TABLE IF NOT EXISTS category_tree (
+    model VARCHAR NOT NULL,          -- model name
+    dataset VARCHAR NOT NULL,        -- data set name
+    node INTEGER NOT NULL,           -- 0..K-1 the classes (leaves), K.. the merges in order
+    parent INTEGER,                  -- parent node; NULL for the root
+    height DOUBLE,                   -- WPGMA merge distance of the node (0 for leaves)
+    label VARCHAR,                   -- class of a leaf; NULL for a merge
+    PRIMARY KEY (model, dataset, node)
+);
+
+CREATE TABLE IF NOT EXISTS category_mst (
+    model VARCHAR NOT NULL,          -- model name
+    dataset VARCHAR NOT NULL,        -- data set name
+    label_a VARCHAR NOT NULL,        -- class (alphabetically first of the edge)
+    label_b VARCHAR NOT NULL,        -- class
+    distance DOUBLE,                 -- cosine distance: the edge's weight in the minimum spanning tree
+    PRIMARY KEY (model, dataset, label_a, label_b)
+);
+
+CREATE TABLE IF NOT EXISTS filter_tree_nodes (
+    model VARCHAR NOT NULL,          -- model name
+    dataset VARCHAR NOT NULL,        -- data set name
+    label VARCHAR NOT NULL,          -- the class the tree explains
+    layer VARCHAR NOT NULL,          -- layer whose filters the tree uses
+    node INTEGER NOT NULL,           -- 0..n-1 the class's images (leaves), n.. the merges in order
+    parent INTEGER,                  -- parent node; NULL for a child of the root
+    image_id INTEGER,                -- image of a leaf; NULL for a merge
+    n_images INTEGER,                -- images under the node
+    n_reachable INTEGER,             -- filters reachable from the node
+    critical_unit INTEGER,           -- critical filter of a merge (join neurons on layer, unit for its NF)
+    distance DOUBLE,                 -- cosine distance of the two merged nodes over their shared filters
+    PRIMARY KEY (model, dataset, label, node)
+);
+
+CREATE TABLE IF NOT EXISTS filter_tree_edges (
+    model VARCHAR NOT NULL,          -- model name
+    dataset VARCHAR NOT NULL,        -- data set name
+    label VARCHAR NOT NULL,          -- the class the tree explains
+    parent INTEGER NOT NULL,         -- merge node
+    child INTEGER NOT NULL,          -- one of its two children
+    PRIMARY KEY (model, dataset, label, child)
+);
+
+CREATE TABLE IF NOT EXISTS ica_components (
+    model VARCHAR NOT NULL,          -- model name
+    dataset VARCHAR NOT NULL,        -- data set name
+    layer VARCHAR NOT NULL,          -- dotted module name
+    unit INTEGER NOT NULL,           -- output channel index
+    mode VARCHAR NOT NULL,           -- gray, red, green or blue
+    component INTEGER NOT NULL,      -- 0..7 (fewer when the neuron has fewer crops)
+    png BLOB,                        -- the independent component as an image, rescaled to 0..255
+    PRIMARY KEY (model, dataset, layer, unit, mode, component)
 );
 
 -- Fixed 0.1-wide bins for the per-layer histograms of Rafegas Fig. 5-6 (portable, no FLOOR()).

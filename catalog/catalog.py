@@ -12,7 +12,9 @@ SCHEMA = ROOT / "schema.sql"
 QUERIES = ROOT / "queries"
 
 # Rows of these tables belong to one (model, dataset) run and are replaced together.
-RUN_TABLES = ("models", "layers", "units", "neuron_indexes", "top_images", "class_frequencies", "ingest_errors")
+RUN_TABLES = ("models", "layers", "units", "neuron_indexes", "top_images", "class_frequencies", "ingest_errors",
+              "similarity_pairs", "layer_similarity", "class_vectors", "class_distances", "category_tree",
+              "category_mst", "filter_tree_nodes", "filter_tree_edges", "ica_components")
 DATASET_TABLES = ("datasets", "images", "image_labels")
 
 
@@ -70,20 +72,35 @@ class Catalog:
         create_views(self.con.execute)
 
     def load_run(self, tables: dict[str, Path | pa.Table], model: str, dataset: str) -> None:
-        """Replace one (model, dataset) run with the given Parquet files, in one transaction.
+        """Replace one (model, dataset) run with the given Parquet files (or Arrow tables), in one transaction.
 
-        ``tables`` maps table names to Parquet paths (or Arrow tables). Data set tables are
-        replaced for ``dataset``; run tables for (``model``, ``dataset``). Either every row
-        lands or none does.
+        Every run table loses its rows for (``model``, ``dataset``), analyses included; data set
+        tables given are replaced for ``dataset``. Either every row lands or none does.
         """
+        self._write(tables, model, dataset, RUN_TABLES)
+
+    def replace(self, tables: dict[str, Path | pa.Table], model: str, dataset: str, **key) -> None:
+        """Replace only the given tables' rows for (``model``, ``dataset``[, ``key``]), in one transaction.
+
+        ``key`` narrows further (``label="horse"`` keeps other classes' rows). In ``neuron_indexes``
+        only the indexes present in the incoming rows are replaced.
+        """
+        self._write(tables, model, dataset, (), key)
+
+    def _write(self, tables, model, dataset, clear, key=None) -> None:
+        key = key or {}
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
             for table in DATASET_TABLES:
                 if table in tables:
                     con.execute(f"DELETE FROM {table} WHERE dataset = ?", [dataset])
-            for table in RUN_TABLES:
-                con.execute(f"DELETE FROM {table} WHERE model = ? AND dataset = ?", [model, dataset])
+            for table in set(clear) | (set(tables) - set(DATASET_TABLES)):
+                where = "model = ? AND dataset = ?" + "".join(f' AND "{c}" = ?' for c in key)
+                if table == "neuron_indexes" and table not in clear:
+                    names = _column_values(tables[table], "index")
+                    where += f""" AND "index" IN ({', '.join("'" + n + "'" for n in names) or "NULL"})"""
+                con.execute(f"DELETE FROM {table} WHERE {where}", [model, dataset, *key.values()])
             for table, source in tables.items():
                 columns = ", ".join(f'"{c}"' for c in self._columns(table))
                 if isinstance(source, pa.Table):
@@ -137,6 +154,13 @@ class Catalog:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _column_values(source, column: str) -> list[str]:
+    import pyarrow.parquet as pq
+
+    table = source if isinstance(source, pa.Table) else pq.read_table(source, columns=[column])
+    return sorted({str(v) for v in table.column(column).to_pylist() if v is not None and "'" not in str(v)})
 
 
 def open(path: str | Path, read_only: bool = False) -> Catalog:  # noqa: A001 - mirrors builtins.open

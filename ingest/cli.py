@@ -72,9 +72,14 @@ def ingest(
     min_rel: float = typer.Option(0.7, min=0.0, max=1.0, help="Relative activation a crop needs to enter the NF."),
     gamma_th: float = typer.Option(1.0, min=0.0, max=1.0, help="th of the class selectivity index γ."),
     color_threshold: float = typer.Option(0.25, min=0.0, max=1.0, help="α from which a neuron is colour selective."),
+    hierarchy_layer: Optional[str] = typer.Option(None, help="Layer whose class-mean pooled outputs build the "
+                                                             "category hierarchy. Default: the deepest chosen layer."),
+    similarity_k: int = typer.Option(10, min=1, help="Most similar neurons stored per neuron."),
+    similarity_full: bool = typer.Option(False, "--similarity-full", help="Store every pair of neurons of a layer."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
-    """Index a model's neurons on a labelled image set: top-N images, crops, NF, α, γ."""
+    """Index a model's neurons on a labelled image set: top-N images, crops, NF, α, γ, and the cheap
+    analyses (multi-faceted measures, neuron similarity, category hierarchy)."""
     from .data import open_images
     from .models import load_model
     from .pipeline import IngestOptions, ingest as run
@@ -91,7 +96,8 @@ def ingest(
             images = open_images(data, dataset_name)
         options = IngestOptions(top_n=top_n, batch_size=batch_size, device=device, image_size=image_size,
                                 workers=workers, nf_max_size=nf_size, min_rel=min_rel, gamma_th=gamma_th,
-                                color_threshold=color_threshold, progress=not quiet)
+                                color_threshold=color_threshold, hierarchy_layer=hierarchy_layer,
+                                similarity_k=None if similarity_full else similarity_k, progress=not quiet)
         summary = run(loaded, images, catalog, name, _split(layers), options)
     except UsageError as exc:
         _fail(exc)
@@ -118,6 +124,69 @@ def _demo_data(out: Path, quiet: bool) -> Path:
             typer.echo(f"generating the demo stimulus set in {out} …", err=True)
         generate(out)
     return manifest
+
+
+analyze_app = typer.Typer(help="Add or redo an analysis on a catalogue, without re-running the ingest pass.",
+                          no_args_is_help=True)
+app.add_typer(analyze_app, name="analyze")
+
+MODEL_NAME = typer.Option(..., "--model", help="The model's name in the catalogue.")
+DATASET = typer.Option(None, "--dataset", help="Data set, when the model was ingested on several.")
+CATALOG = typer.Option(Path("catalog.duckdb"), "--catalog", help="DuckDB catalogue file.")
+
+
+def _analyze(fn, catalog_path: Path, *args, **kwargs):
+    import catalog as cat_lib
+
+    if not catalog_path.exists():
+        _fail(f"no catalogue at {catalog_path}")
+    try:
+        with cat_lib.open(catalog_path) as cat:
+            tables = fn(cat, *args, **kwargs)
+    except UsageError as exc:
+        _fail(exc)
+    except duckdb.IOException as exc:
+        _fail(f"cannot write the catalogue {catalog_path}: {exc}")
+    typer.echo(", ".join(f"{t}: {table.num_rows} rows" for t, table in tables.items()))
+
+
+@analyze_app.command("faceted")
+def analyze_faceted(model: str = MODEL_NAME, dataset: Optional[str] = DATASET, catalog: Path = CATALOG):
+    """Gini sparsity, flatness, MF degree with z-score and p-value (Sadeghi), from the stored CoF counts."""
+    from .analyze import analyze_faceted as run
+
+    _analyze(run, catalog, model, dataset)
+
+
+@analyze_app.command("similarity")
+def analyze_similarity(model: str = MODEL_NAME, dataset: Optional[str] = DATASET, catalog: Path = CATALOG,
+                       k: int = typer.Option(10, "--k", min=1, help="Most similar neurons kept per neuron."),
+                       full: bool = typer.Option(False, "--full", help="Keep every pair.")):
+    """Pearson similarity and Euclidean dissimilarity of CoF rows within each layer (Sadeghi)."""
+    from .analyze import analyze_similarity as run
+
+    _analyze(run, catalog, model, dataset, None if full else k)
+
+
+@analyze_app.command("hierarchy")
+def analyze_hierarchy(model: str = MODEL_NAME, dataset: Optional[str] = DATASET, catalog: Path = CATALOG):
+    """Category tree (WPGMA) and minimum spanning tree from the stored class vectors."""
+    from .analyze import analyze_hierarchy as run
+
+    _analyze(run, catalog, model, dataset)
+
+
+@analyze_app.command("filter-tree")
+def analyze_filter_tree(model: str = MODEL_NAME, label: str = typer.Option(..., "--label", help="The class to explain."),
+                        dataset: Optional[str] = DATASET, catalog: Path = CATALOG,
+                        layer: Optional[str] = typer.Option(None, "--layer", help="Layer of the filters. "
+                                                            "Default: the model's hierarchy layer."),
+                        device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+                        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars.")):
+    """Filter prediction tree (Algorithm 2) for one class; re-runs the network on that class's images only."""
+    from .analyze import analyze_filter_tree as run
+
+    _analyze(run, catalog, model, label, dataset, layer, device=device, progress=not quiet)
 
 
 @app.command()

@@ -2,7 +2,6 @@
 then the indexes, Parquet files, and one transaction into the catalogue."""
 from __future__ import annotations
 
-import io
 import os
 import time
 from dataclasses import dataclass, field
@@ -13,19 +12,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 import catalog
 
-from . import __version__
+from . import __version__, analyses
+from .analyses import png_bytes
 from .data import LabelledImages, loader
 from .errors import UsageError
 from .layers import resolve_layers
 from .models import LoadedModel
 from .neuron_feature import NeuronFeatureAccumulator, plan_crops
 from .receptive_field import ReceptiveField, receptive_fields
-from .runningstats import TopK
+from .runningstats import ClassMean, TopK
 from .taps import LayerTap
 from .selectivity import class_selectivity, color_name, color_selectivity, curve_area
 
@@ -42,6 +41,8 @@ class IngestOptions:
     nf_max_size: int = 96       # NF side cap, pixels (SPEC §2 allows resizing very large fields)
     gamma_th: float = 1.0       # SPEC §5
     color_threshold: float = 0.25
+    hierarchy_layer: str | None = None  # default: the deepest chosen layer (SPEC §9)
+    similarity_k: int | None = 10        # None: every pair
     progress: bool = True
 
     def resolved_device(self) -> torch.device:
@@ -77,6 +78,8 @@ class Scan:
     errors: list[tuple[int, str]] = field(default_factory=list)
     colour_sum: torch.Tensor | None = None  # Σ per-image mean RGB, for padding crops
     n_seen: int = 0
+    hierarchy_layer: str | None = None
+    class_mean: ClassMean | None = None  # class representative vectors of hierarchy_layer
 
     @property
     def mean_colour(self) -> torch.Tensor:
@@ -108,15 +111,27 @@ def _normaliser(model: LoadedModel, device):
 
 def scan(model: LoadedModel, layer_names: list[str], images: LabelledImages, options: IngestOptions,
          ids: list[int] | None = None) -> Scan:
-    """The streaming pass: per neuron, the running top-N of spatial maxima. Memory is O(neurons × N)."""
+    """The streaming pass: per neuron, the running top-N of spatial maxima, and per class the mean
+    pooled output of the hierarchy layer. Memory is O(neurons × N + classes × channels)."""
     device = options.resolved_device()
     net = model.module.to(device).eval()
     types = {n: type(m).__name__ for n, m in net.named_modules()}
     infos = {n: LayerInfo(n, i, types.get(n, "Conv2d")) for i, n in enumerate(layer_names)}
-    result = Scan({}, infos, colour_sum=torch.zeros(3, dtype=torch.float64, device=device))
+    result = Scan({}, infos, colour_sum=torch.zeros(3, dtype=torch.float64, device=device),
+                  hierarchy_layer=options.hierarchy_layer or layer_names[-1])
+    tapped = layer_names + [result.hierarchy_layer] * (result.hierarchy_layer not in layer_names)
+    class_index = {c: i for i, c in enumerate(images.classes)}
+    label_ids = torch.tensor([class_index[label] for label in images.labels], dtype=torch.int64)
     batch_ids = torch.empty(0, dtype=torch.int64)
 
     def observe(name, out):
+        if name == result.hierarchy_layer and out.dim() in (2, 4):
+            pooled = out if out.dim() == 2 else out.mean(dim=(2, 3))
+            if result.class_mean is None:
+                result.class_mean = ClassMean(len(class_index), pooled.shape[1], device)
+            result.class_mean.update(pooled, label_ids[batch_ids.cpu()])
+            if name not in infos:
+                return
         if not isinstance(out, torch.Tensor) or out.dim() not in (2, 4):
             raise UsageError(f"layer {name} outputs {type(out).__name__} "
                              f"{tuple(getattr(out, 'shape', ()))}; a layer must output (batch, channels[, h, w])")
@@ -132,7 +147,7 @@ def scan(model: LoadedModel, layer_names: list[str], images: LabelledImages, opt
     mean, std = _normaliser(model, device)
     batches = loader(images, options.image_size, options.batch_size, options.resolved_workers(), ids,
                      pin_memory=device.type == "cuda")
-    with LayerTap(net, layer_names) as tap, torch.inference_mode(), \
+    with LayerTap(net, tapped) as tap, torch.inference_mode(), \
             tqdm(total=len(batches.dataset), desc="scan", unit="img", disable=not options.progress) as bar:
         for batch, ids_cpu, errors in batches:
             result.errors.extend(errors)
@@ -174,12 +189,6 @@ def neuron_features(model: LoadedModel, images: LabelledImages, scan_result: Sca
             for acc in accumulators:
                 acc.add(x, batch_ids, fill)
     return {acc.plan.layer: acc.result() + (acc.plan.nf_size,) for acc in accumulators}
-
-
-def _png(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG", optimize=False)
-    return buf.getvalue()
 
 
 def build_tables(model_name: str, model: LoadedModel, images: LabelledImages, scan_result: Scan, features,
@@ -230,7 +239,7 @@ def build_tables(model_name: str, model: LoadedModel, images: LabelledImages, sc
         units = np.arange(c)
         extend("units", model=[model_name] * c, dataset=[ds] * c, layer=[name] * c, unit=units,
                a_max=np.where(valid[:, 0], a_max, np.nan), n_top=valid.sum(1), dead=~alive,
-               nf_png=[_png(nf_u8[u]) if has_nf[u] else None for u in range(c)],
+               nf_png=[png_bytes(nf_u8[u]) if has_nf[u] else None for u in range(c)],
                nf_n_used=n_used,
                hue=np.where(has_nf, color.hue, np.nan),
                color_name=[color_name(color.chromatic_rgb[u]) if has_nf[u] and alpha[u] >= options.color_threshold
@@ -270,11 +279,26 @@ def build_tables(model_name: str, model: LoadedModel, images: LabelledImages, sc
         "model": [model_name], "dataset": [ds], "architecture": [model.architecture], "source": [model.source],
         "weights": [model.weights], "image_size": [options.image_size], "top_n": [options.top_n],
         "min_rel": [options.min_rel], "gamma_th": [options.gamma_th], "color_threshold": [options.color_threshold],
+        "hierarchy_layer": [scan_result.hierarchy_layer],
         "n_images": [scan_result.n_seen], "n_errors": [len(errors)], "n_neurons": [n_neurons],
         "device": [str(options.resolved_device())], "seconds": [seconds],
         "ingested_at": [datetime.now(timezone.utc).replace(tzinfo=None)], "neurocat_version": [__version__]})
     tables.update(dataset_tables(images))
+    tables.update(run_analyses(model_name, ds, classes, tables, scan_result, options))
     return tables
+
+
+def run_analyses(model_name, dataset, classes, tables, scan_result: Scan, options: IngestOptions) -> dict:
+    """The cheap analyses of issue-3 kind, from the run's own rows and the pass's class means."""
+    cofs = analyses.cof_matrices(tables["class_frequencies"], tables["units"], classes)
+    out = analyses.similarity(model_name, dataset, cofs, options.similarity_k)
+    faceted = analyses.faceted(model_name, dataset, cofs)["neuron_indexes"]
+    out["neuron_indexes"] = pa.concat_tables([tables["neuron_indexes"], faceted.cast(tables["neuron_indexes"].schema)])
+    if scan_result.class_mean is not None:
+        cm = scan_result.class_mean
+        out.update(analyses.hierarchy(model_name, dataset, scan_result.hierarchy_layer, classes,
+                                      cm.result().cpu().numpy(), cm.counts.cpu().numpy()))
+    return out
 
 
 def _nan_to_null(col: pa.ChunkedArray) -> pa.ChunkedArray:

@@ -100,3 +100,30 @@ class TopK:
         stat.load_state_dict(state)
         return stat
 
+
+
+class ClassMean:
+    """Per class, the running mean of a feature vector (class representative vectors, SPEC §9)."""
+
+    def __init__(self, classes: int, dims: int, device="cpu"):
+        self.sums = torch.zeros((classes, dims), dtype=torch.float64, device=device)
+        self.counts = torch.zeros(classes, dtype=torch.int64, device=device)
+
+    def update(self, features: torch.Tensor, class_ids: torch.Tensor) -> None:
+        class_ids = class_ids.to(self.sums.device)
+        self.sums.index_add_(0, class_ids, features.to(torch.float64))
+        self.counts.index_add_(0, class_ids, torch.ones_like(class_ids))
+
+    def merge(self, other: "ClassMean") -> None:
+        self.sums += other.sums.to(self.sums.device)
+        self.counts += other.counts.to(self.counts.device)
+
+    def result(self) -> torch.Tensor:
+        return self.sums / self.counts.clamp(min=1).unsqueeze(1)
+
+    def state_dict(self) -> dict:
+        return {"sums": self.sums.cpu(), "counts": self.counts.cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums = state["sums"].to(self.sums.device)
+        self.counts = state["counts"].to(self.counts.device)

@@ -3,13 +3,20 @@
 SELECT
     u.model, u.dataset, u.layer, u.unit,
     ix.alpha, ix.gamma, ix.curve_area,
+    ix.sparsity, ix.flatness, ix.mf_degree, ix.mf_zscore, ix.mf_pvalue,
+    CASE WHEN ix.mf_zscore > 0 THEN 'multi-faceted' WHEN ix.mf_zscore <= 0 THEN 'single-faceted' END AS faceted,
     u.hue, u.color_name, u.gamma_m, u.a_max, u.dead, u.n_top, u.nf_n_used, u.alpha_method, u.nf_png
 FROM units AS u
 LEFT JOIN (
     SELECT model, dataset, layer, unit,
         MAX(CASE WHEN "index" = 'alpha' THEN value END) AS alpha,
         MAX(CASE WHEN "index" = 'gamma' THEN value END) AS gamma,
-        MAX(CASE WHEN "index" = 'curve_area' THEN value END) AS curve_area
+        MAX(CASE WHEN "index" = 'curve_area' THEN value END) AS curve_area,
+        MAX(CASE WHEN "index" = 'sparsity' THEN value END) AS sparsity,
+        MAX(CASE WHEN "index" = 'flatness' THEN value END) AS flatness,
+        MAX(CASE WHEN "index" = 'mf_degree' THEN value END) AS mf_degree,
+        MAX(CASE WHEN "index" = 'mf_zscore' THEN value END) AS mf_zscore,
+        MAX(CASE WHEN "index" = 'mf_pvalue' THEN value END) AS mf_pvalue
     FROM neuron_indexes
     GROUP BY model, dataset, layer, unit
 ) AS ix

@@ -7,6 +7,7 @@ import pytest
 import catalog
 from catalog.catalog import create_views, view_files
 from ingest.data import open_images
+from ingest.analyze import analyze_filter_tree
 from ingest.pipeline import ingest
 
 
@@ -46,6 +47,7 @@ def both(tmp_path_factory):
     ingest(model, images, tmp / "c.duckdb", "planted", ["0"], opts)
     ingest(model, images, tmp / "c.duckdb", "other", ["0"], opts)
     cat = catalog.open(tmp / "c.duckdb")
+    analyze_filter_tree(cat, "planted", "red", network=model, progress=False)
     yield cat, to_sqlite(cat, str(tmp / "c.db"))
     cat.close()
 
