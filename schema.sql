@@ -10,6 +10,9 @@ CREATE TABLE IF NOT EXISTS datasets (
     n_images INTEGER,                -- images listed (including ones that failed to decode)
     n_classes INTEGER,               -- distinct values of the primary label
     fingerprint VARCHAR,             -- hash of (path, label) pairs: a changed data set under an old name is refused
+    mean_r DOUBLE,                   -- mean red of the images as the models saw them, 0..1 (pads crops beyond the image)
+    mean_g DOUBLE,                   -- mean green, 0..1
+    mean_b DOUBLE,                   -- mean blue, 0..1
     PRIMARY KEY (dataset)
 );
 

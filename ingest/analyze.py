@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
 from tqdm import tqdm
 
@@ -17,7 +18,15 @@ from . import analyses
 from .data import LabelledImages, loader
 from .errors import UsageError
 from .models import LoadedModel, load_model
+from .ica import neuron_components
+from .neuron_feature import CropPlan, gather_crops
+from .receptive_field import ReceptiveField
 from .taps import LayerTap
+
+
+def _counts(tables: dict) -> dict[str, int]:
+    """What an analysis reports: rows written per table."""
+    return {t: rows.num_rows for t, rows in tables.items()}
 
 
 def run_info(cat: Catalog, model: str, dataset: str | None) -> dict:
@@ -47,21 +56,21 @@ def _cofs(cat: Catalog, model: str, dataset: str):
     return analyses.cof_matrices(freq, units, classes_of(cat, dataset))
 
 
-def analyze_faceted(cat: Catalog, model: str, dataset: str | None = None) -> dict:
+def analyze_faceted(cat: Catalog, model: str, dataset: str | None = None) -> dict[str, int]:
     info = run_info(cat, model, dataset)
     tables = analyses.faceted(model, info["dataset"], _cofs(cat, model, info["dataset"]))
     cat.replace(tables, model, info["dataset"])
-    return tables
+    return _counts(tables)
 
 
-def analyze_similarity(cat: Catalog, model: str, dataset: str | None = None, k: int | None = 10) -> dict:
+def analyze_similarity(cat: Catalog, model: str, dataset: str | None = None, k: int | None = 10) -> dict[str, int]:
     info = run_info(cat, model, dataset)
     tables = analyses.similarity(model, info["dataset"], _cofs(cat, model, info["dataset"]), k)
     cat.replace(tables, model, info["dataset"])
-    return tables
+    return _counts(tables)
 
 
-def analyze_hierarchy(cat: Catalog, model: str, dataset: str | None = None) -> dict:
+def analyze_hierarchy(cat: Catalog, model: str, dataset: str | None = None) -> dict[str, int]:
     """Rebuild distances, tree and MST from the stored class vectors (no network pass)."""
     info = run_info(cat, model, dataset)
     rows = cat.con.execute("SELECT layer, label, n_images, vector FROM class_vectors WHERE model = ? AND dataset = ? "
@@ -72,7 +81,7 @@ def analyze_hierarchy(cat: Catalog, model: str, dataset: str | None = None) -> d
     tables = analyses.hierarchy(model, info["dataset"], rows[0][0], [r[1] for r in rows], vectors,
                                 np.array([r[2] for r in rows]))
     cat.replace(tables, model, info["dataset"])
-    return tables
+    return _counts(tables)
 
 
 def images_of(cat: Catalog, dataset: str) -> LabelledImages:
@@ -109,7 +118,7 @@ def pooled_vectors(model: LoadedModel, layer: str, images: LabelledImages, ids: 
 
 def analyze_filter_tree(cat: Catalog, model: str, label: str, dataset: str | None = None, layer: str | None = None,
                         network: LoadedModel | None = None, batch_size: int = 64, device: str = "cpu",
-                        progress: bool = True) -> dict:
+                        progress: bool = True) -> dict[str, int]:
     """Algorithm 2 for one class, over its images' pooled vectors of ``layer`` (default the hierarchy layer).
 
     The network is re-run on that class's images only; ``network`` overrides the one the models row names.
@@ -126,4 +135,67 @@ def analyze_filter_tree(cat: Catalog, model: str, label: str, dataset: str | Non
                                    device, progress)
     tables = analyses.filter_tree_tables(model, ds, label, layer, kept, vectors)
     cat.replace(tables, model, ds, label=label)  # other classes' trees stay
-    return tables
+    return _counts(tables)
+
+
+def analyze_ica(cat: Catalog, model: str, dataset: str | None = None, layers: list[str] | None = None,
+                size: int = 32, components: int = 8, device: str = "cpu", batch_size: int = 64,
+                memory: int = 512 << 20, progress: bool = True) -> dict[str, int]:
+    """FastICA components of each live neuron's top-100 crops (gray and per RGB channel), as PNGs.
+
+    Crops are rebuilt from the stored boxes at ``size`` px; neurons are processed in chunks whose
+    crops fit in ``memory`` bytes, so a layer of any width stays within it.
+    """
+    info = run_info(cat, model, dataset)
+    ds = info["dataset"]
+    images = images_of(cat, ds)
+    fill = torch.tensor(cat.con.execute("SELECT mean_r, mean_g, mean_b FROM datasets WHERE dataset = ?",
+                                        [ds]).fetchone(), dtype=torch.float32, device=device)
+    known = [r[0] for r in cat.con.execute("SELECT layer FROM layers WHERE model = ? AND dataset = ? ORDER BY layer_index",
+                                           [model, ds]).fetchall()]
+    unknown = sorted(set(layers or []) - set(known))
+    if unknown:
+        raise UsageError(f"layers {unknown} were not ingested for {model!r}; ingested: {', '.join(known)}")
+    written = 0
+    for layer in layers or known:
+        rows = cat.con.execute(
+            "SELECT t.unit, t.rank, t.image_id, t.crop_top, t.crop_left, t.crop_size FROM top_images t "
+            "JOIN units u USING (model, dataset, layer, unit) WHERE t.model = ? AND t.dataset = ? AND t.layer = ? "
+            "AND NOT u.dead AND t.rank < 100 ORDER BY t.unit, t.rank", [model, ds, layer]).fetchall()
+        if not rows:
+            continue
+        rf_size = rows[0][5]
+        s = min(size, rf_size)
+        n_top = max(r[1] for r in rows) + 1
+        units = sorted({r[0] for r in rows})
+        per_chunk = max(1, memory // (n_top * 3 * s * s * 4))
+        table = {c: [] for c in ("model", "dataset", "layer", "unit", "mode", "component", "png")}
+        for start in tqdm(range(0, len(units), per_chunk), desc=f"ica {layer}", unit="chunk", disable=not progress):
+            chunk = units[start:start + per_chunk]
+            local = {u: i for i, u in enumerate(chunk)}
+            sel = sorted((r for r in rows if r[0] in local), key=lambda r: (r[2], r[0], r[1]))
+            plan = CropPlan(layer, ReceptiveField(rf_size, 1, 0, 0), s, len(chunk),
+                            torch.tensor([local[r[0]] for r in sel]), torch.tensor([r[2] for r in sel]),
+                            torch.tensor([r[3] for r in sel]), torch.tensor([r[4] for r in sel]),
+                            torch.ones(len(sel)))
+            ranks = torch.tensor([r[1] for r in sel])
+            crops = torch.zeros(len(chunk), n_top, 3, s, s, device=device)
+            counts = torch.zeros(len(chunk), dtype=torch.int64)
+            for batch, batch_ids, _errors in loader(images, info["image_size"], batch_size, 0,
+                                                    sorted(set(plan.image_ids.tolist()))):
+                if batch is None:
+                    continue
+                x = batch.to(device).float().div(255)
+                for idx, got in gather_crops(plan, x, batch_ids, fill):
+                    crops[plan.units[idx], ranks[idx]] = got
+                    counts.index_add_(0, plan.units[idx], torch.ones(len(idx), dtype=torch.int64))
+            found = neuron_components(crops, counts, components)
+            for mode, per_neuron in found.items():
+                for i, comps in enumerate(per_neuron):
+                    for c, image in enumerate(comps.numpy()):
+                        for key, value in (("model", model), ("dataset", ds), ("layer", layer), ("unit", chunk[i]),
+                                           ("mode", mode), ("component", c), ("png", analyses.png_bytes(image))):
+                            table[key].append(value)
+        cat.replace({"ica_components": pa.table(table)}, model, ds, layer=layer)
+        written += len(table["png"])
+    return {"ica_components": written}

@@ -76,6 +76,8 @@ def ingest(
                                                              "category hierarchy. Default: the deepest chosen layer."),
     similarity_k: int = typer.Option(10, min=1, help="Most similar neurons stored per neuron."),
     similarity_full: bool = typer.Option(False, "--similarity-full", help="Store every pair of neurons of a layer."),
+    ica: bool = typer.Option(False, "--ica", help="Also compute ICA components of every neuron's top crops "
+                                                  "(slower; or later with `neurocat analyze ica`)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
     """Index a model's neurons on a labelled image set: top-N images, crops, NF, α, γ, and the cheap
@@ -99,6 +101,14 @@ def ingest(
                                 color_threshold=color_threshold, hierarchy_layer=hierarchy_layer,
                                 similarity_k=None if similarity_full else similarity_k, progress=not quiet)
         summary = run(loaded, images, catalog, name, _split(layers), options)
+        if ica:
+            import catalog as cat_lib
+
+            from .analyze import analyze_ica
+
+            with cat_lib.open(catalog) as cat:
+                analyze_ica(cat, summary.model, summary.dataset, device=str(options.resolved_device()),
+                            progress=not quiet)
     except UsageError as exc:
         _fail(exc)
     except duckdb.IOException as exc:  # typically: another process holds the catalogue open
@@ -142,12 +152,12 @@ def _analyze(fn, catalog_path: Path, *args, **kwargs):
         _fail(f"no catalogue at {catalog_path}")
     try:
         with cat_lib.open(catalog_path) as cat:
-            tables = fn(cat, *args, **kwargs)
+            counts = fn(cat, *args, **kwargs)
     except UsageError as exc:
         _fail(exc)
     except duckdb.IOException as exc:
         _fail(f"cannot write the catalogue {catalog_path}: {exc}")
-    typer.echo(", ".join(f"{t}: {table.num_rows} rows" for t, table in tables.items()))
+    typer.echo(", ".join(f"{t}: {n} rows" for t, n in counts.items()))
 
 
 @analyze_app.command("faceted")
@@ -187,6 +197,19 @@ def analyze_filter_tree(model: str = MODEL_NAME, label: str = typer.Option(..., 
     from .analyze import analyze_filter_tree as run
 
     _analyze(run, catalog, model, label, dataset, layer, device=device, progress=not quiet)
+
+
+@analyze_app.command("ica")
+def analyze_ica(model: str = MODEL_NAME, dataset: Optional[str] = DATASET, catalog: Path = CATALOG,
+                layers: Optional[list[str]] = typer.Option(None, "--layers", help="Layers (default: every ingested one)."),
+                size: int = typer.Option(32, "--size", min=4, help="Side of the crops and component images, px."),
+                components: int = typer.Option(8, "--components", min=1, help="Components per neuron and mode."),
+                device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+                quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars.")):
+    """FastICA components of each neuron's top-100 crops, grayscale and per RGB channel (Sadeghi)."""
+    from .analyze import analyze_ica as run
+
+    _analyze(run, catalog, model, dataset, _split(layers), size, components, device, progress=not quiet)
 
 
 @app.command()

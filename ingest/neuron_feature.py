@@ -58,42 +58,11 @@ class NeuronFeatureAccumulator:
         self.n_used = torch.zeros(plan.channels, dtype=torch.int64, device=device)
 
     def add(self, batch: torch.Tensor, batch_ids: torch.Tensor, fill: torch.Tensor) -> None:
-        """Crop every planned entry whose image is in ``batch`` ((B, 3, H, W) float in [0, 1], ids sorted)."""
+        """Accumulate every planned crop whose image is in ``batch``."""
         p = self.plan
-        lo = int(torch.searchsorted(p.image_ids, batch_ids[0]))
-        hi = int(torch.searchsorted(p.image_ids, batch_ids[-1], right=True))
-        if hi <= lo:
-            return
-        device = batch.device
-        # Large fields: shrink the image once and crop at NF resolution, rather than cut
-        # full-size crops and shrink each (the same picture, far less memory and time).
-        s = p.nf_size
-        scale = s / p.rf.size
-        if scale < 1:
-            size = (max(1, round(batch.shape[2] * scale)), max(1, round(batch.shape[3] * scale)))
-            batch = F.interpolate(batch, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
-        # Pad by the crop size with the data set's mean colour, so every box lies inside.
-        h, w = batch.shape[2:]
-        padded = fill.view(1, 3, 1, 1).expand(batch.shape[0], 3, h + 2 * s, w + 2 * s).clone()
-        padded[:, :, s:s + h, s:s + w] = batch
-        slot = torch.searchsorted(batch_ids, p.image_ids[lo:hi].to(batch_ids.device)).to(device)
-        ok = batch_ids.to(device)[slot.clamp(max=len(batch_ids) - 1)] == p.image_ids[lo:hi].to(device)
-        idx = torch.arange(lo, hi)[ok.cpu()]
-        slot = slot[ok]
-        offsets = torch.arange(s, device=device)
-        tops = torch.floor(p.tops[idx].double() * scale + 0.5).long().to(device) + s
-        lefts = torch.floor(p.lefts[idx].double() * scale + 0.5).long().to(device) + s
-        # Chunks keep the gathered crops within about 256 MB.
-        chunk = max(1, (64 << 20) // (3 * s * s))
-        for start in range(0, len(idx), chunk):
-            sel = idx[start:start + chunk]
-            b = slot[start:start + chunk]
-            rows = tops[start:start + chunk].unsqueeze(1) + offsets          # (E, s)
-            cols = lefts[start:start + chunk].unsqueeze(1) + offsets
-            crops = padded[b.view(-1, 1, 1), :, rows.unsqueeze(2), cols.unsqueeze(1)]  # (E, s, s, 3)
-            crops = crops.permute(0, 3, 1, 2)
-            units = p.units[sel].to(device)
-            w = p.weights[sel].to(device)
+        for idx, crops in gather_crops(p, batch, batch_ids, fill):
+            units = p.units[idx].to(crops.device)
+            w = p.weights[idx].to(crops.device)
             self.weighted.index_add_(0, units, crops * w.view(-1, 1, 1, 1))
             self.total.index_add_(0, units, crops)
             self.squares.index_add_(0, units, crops * crops)
@@ -107,3 +76,41 @@ class NeuronFeatureAccumulator:
         mean = self.total / n
         sigma = (self.squares / n - mean * mean).clamp(min=0).sqrt().mean(1)
         return nf.clamp(0, 1), sigma, self.n_used
+
+
+def gather_crops(p: CropPlan, batch: torch.Tensor, batch_ids: torch.Tensor, fill: torch.Tensor):
+    """Yield ``(plan indices, crops (E, 3, s, s))`` for the planned crops whose image is in ``batch``.
+
+    ``batch`` is (B, 3, H, W) float in [0, 1] with sorted ``batch_ids``; crops come in chunks of
+    about 256 MB.
+    """
+    lo = int(torch.searchsorted(p.image_ids, batch_ids[0]))
+    hi = int(torch.searchsorted(p.image_ids, batch_ids[-1], right=True))
+    if hi <= lo:
+        return
+    device = batch.device
+    # Large fields: shrink the image once and crop at NF resolution, rather than cut
+    # full-size crops and shrink each (the same picture, far less memory and time).
+    s = p.nf_size
+    scale = s / p.rf.size
+    if scale < 1:
+        size = (max(1, round(batch.shape[2] * scale)), max(1, round(batch.shape[3] * scale)))
+        batch = F.interpolate(batch, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+    # Pad by the crop size with the data set's mean colour, so every box lies inside.
+    h, w = batch.shape[2:]
+    padded = fill.view(1, 3, 1, 1).expand(batch.shape[0], 3, h + 2 * s, w + 2 * s).clone()
+    padded[:, :, s:s + h, s:s + w] = batch
+    slot = torch.searchsorted(batch_ids, p.image_ids[lo:hi].to(batch_ids.device)).to(device)
+    ok = batch_ids.to(device)[slot.clamp(max=len(batch_ids) - 1)] == p.image_ids[lo:hi].to(device)
+    idx = torch.arange(lo, hi)[ok.cpu()]
+    slot = slot[ok]
+    offsets = torch.arange(s, device=device)
+    tops = torch.floor(p.tops[idx].double() * scale + 0.5).long().to(device) + s
+    lefts = torch.floor(p.lefts[idx].double() * scale + 0.5).long().to(device) + s
+    chunk = max(1, (64 << 20) // (3 * s * s))
+    for start in range(0, len(idx), chunk):
+        b = slot[start:start + chunk]
+        rows = tops[start:start + chunk].unsqueeze(1) + offsets          # (E, s)
+        cols = lefts[start:start + chunk].unsqueeze(1) + offsets
+        crops = padded[b.view(-1, 1, 1), :, rows.unsqueeze(2), cols.unsqueeze(1)]  # (E, s, s, 3)
+        yield idx[start:start + chunk], crops.permute(0, 3, 1, 2)

@@ -76,14 +76,15 @@ class Scan:
     tops: dict[str, TopK]
     layers: dict[str, LayerInfo]
     errors: list[tuple[int, str]] = field(default_factory=list)
-    colour_sum: torch.Tensor | None = None  # Σ per-image mean RGB, for padding crops
+    colour_sum: torch.Tensor | None = None  # Σ of uint8 pixel values per channel: exact in any batching
     n_seen: int = 0
+    pixels_per_image: int = 1
     hierarchy_layer: str | None = None
     class_mean: ClassMean | None = None  # class representative vectors of hierarchy_layer
 
     @property
     def mean_colour(self) -> torch.Tensor:
-        return (self.colour_sum / max(1, self.n_seen)).float()
+        return (self.colour_sum.double() / (255.0 * self.pixels_per_image * max(1, self.n_seen))).float()
 
 
 @dataclass
@@ -117,8 +118,8 @@ def scan(model: LoadedModel, layer_names: list[str], images: LabelledImages, opt
     net = model.module.to(device).eval()
     types = {n: type(m).__name__ for n, m in net.named_modules()}
     infos = {n: LayerInfo(n, i, types.get(n, "Conv2d")) for i, n in enumerate(layer_names)}
-    result = Scan({}, infos, colour_sum=torch.zeros(3, dtype=torch.float64, device=device),
-                  hierarchy_layer=options.hierarchy_layer or layer_names[-1])
+    result = Scan({}, infos, colour_sum=torch.zeros(3, dtype=torch.int64, device=device),
+                  pixels_per_image=options.image_size ** 2, hierarchy_layer=options.hierarchy_layer or layer_names[-1])
     tapped = layer_names + [result.hierarchy_layer] * (result.hierarchy_layer not in layer_names)
     class_index = {c: i for i, c in enumerate(images.classes)}
     label_ids = torch.tensor([class_index[label] for label in images.labels], dtype=torch.int64)
@@ -154,8 +155,9 @@ def scan(model: LoadedModel, layer_names: list[str], images: LabelledImages, opt
             bar.update(len(ids_cpu) + len(errors))
             if batch is None:
                 continue
-            x = batch.to(device, non_blocking=True).float().div_(255)
-            result.colour_sum += x.mean(dim=(2, 3)).sum(0).double()
+            batch = batch.to(device, non_blocking=True)
+            result.colour_sum += batch.sum(dim=(0, 2, 3), dtype=torch.int64)
+            x = batch.float().div_(255)
             result.n_seen += len(ids_cpu)
             batch_ids = ids_cpu.to(device, non_blocking=True)
             tap.run((x - mean) / std, observe)
@@ -283,7 +285,7 @@ def build_tables(model_name: str, model: LoadedModel, images: LabelledImages, sc
         "n_images": [scan_result.n_seen], "n_errors": [len(errors)], "n_neurons": [n_neurons],
         "device": [str(options.resolved_device())], "seconds": [seconds],
         "ingested_at": [datetime.now(timezone.utc).replace(tzinfo=None)], "neurocat_version": [__version__]})
-    tables.update(dataset_tables(images))
+    tables.update(dataset_tables(images, scan_result.mean_colour.tolist()))
     tables.update(run_analyses(model_name, ds, classes, tables, scan_result, options))
     return tables
 
@@ -309,7 +311,7 @@ def _nan_to_null(col: pa.ChunkedArray) -> pa.ChunkedArray:
     return col
 
 
-def dataset_tables(images: LabelledImages) -> dict[str, pa.Table]:
+def dataset_tables(images: LabelledImages, mean_rgb: list[float]) -> dict[str, pa.Table]:
     n = len(images)
     extra_ids, extra_sets, extra_values = [], [], []
     for label_set, values in images.extra_labels.items():
@@ -318,7 +320,8 @@ def dataset_tables(images: LabelledImages) -> dict[str, pa.Table]:
         extra_values += values
     return {
         "datasets": pa.table({"dataset": [images.name], "root": [str(images.root.resolve())], "n_images": [n],
-                              "n_classes": [len(images.classes)], "fingerprint": [images.fingerprint()]}),
+                              "n_classes": [len(images.classes)], "fingerprint": [images.fingerprint()],
+                              "mean_r": [mean_rgb[0]], "mean_g": [mean_rgb[1]], "mean_b": [mean_rgb[2]]}),
         "images": pa.table({"dataset": [images.name] * n, "image_id": list(range(n)), "path": images.paths,
                             "label": images.labels}),
         "image_labels": pa.table({"dataset": [images.name] * len(extra_ids), "image_id": extra_ids,

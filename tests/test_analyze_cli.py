@@ -33,3 +33,19 @@ def test_analyses_rerun_on_an_existing_catalogue(tmp_path, planted_folder):
                       "ORDER BY rank").shape[0] == 2
     r = runner.invoke(app, ["analyze", "faceted", "--model", "nope", "--catalog", cat_path])
     assert r.exit_code == 2 and "p on planted" in r.output
+
+
+def test_ica_components_for_every_live_neuron(tmp_path, planted_folder):
+    cat_path = str(tmp_path / "c.duckdb")
+    r = runner.invoke(app, ["ingest", "--model", "tests.planted:planted", "--layers", "0", "--image-size", "32",
+                            "--workers", "0", "-q", "--data", str(planted_folder), "--catalog", cat_path])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["analyze", "ica", "--model", "tests.planted:planted", "--catalog", cat_path, "-q",
+                            "--components", "4"])
+    assert r.exit_code == 0, r.output
+    with catalog.open(cat_path) as cat:
+        rows = cat.df("SELECT unit, mode, count(*) AS n FROM ica_components GROUP BY 1, 2 ORDER BY 1, 2")
+        assert rows.unit.unique().tolist() == [0, 1]        # the dead neuron has none
+        assert set(rows["mode"]) == {"gray", "red", "green", "blue"} and set(rows.n) == {4}
+        png = cat.query("SELECT png FROM ica_components LIMIT 1").column(0)[0].as_py()
+        assert png.startswith(b"\x89PNG")
