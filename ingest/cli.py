@@ -27,6 +27,11 @@ DEMO_QUERIES = [
     ("Neurons whose top-100 images all show one shape (M = 1), deepest layers first",
      "SELECT n.layer, n.unit, n.gamma, c.class_1 FROM class_selective_neurons c JOIN neurons n USING (model, dataset, layer, unit) "
      "JOIN layers l USING (model, dataset, layer) WHERE n.gamma_m = 1 ORDER BY l.layer_index DESC, n.a_max DESC LIMIT 5"),
+    ("Classes closest to 'circle' (category hierarchy from the last layer's class vectors)",
+     "SELECT other_label, round(distance, 4) AS distance FROM nearest_classes WHERE label = 'circle' ORDER BY rank"),
+    ("Single-faceted neurons per layer (Sadeghi)",
+     "SELECT layer, single_faceted, round(single_faceted_fraction, 3) AS fraction, round(mean_mf_degree, 2) AS mf "
+     "FROM faceted_by_layer ORDER BY layer_index"),
     ("Share of colour-selective neurons per layer (colour fades with depth)",
      "SELECT layer, channels, rf_size, round(mean_alpha, 3) AS mean_alpha, round(color_selective_fraction, 3) AS colour_share "
      "FROM layer_summary ORDER BY layer_index"),
@@ -274,7 +279,8 @@ def demo(
     catalog: Path = typer.Option(Path("demo.duckdb"), help="Catalogue to write."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
-    """Offline demo: generate a labelled stimulus set, index EfficientNet-Lite0 (real ImageNet weights), query it."""
+    """Offline demo: generate a labelled stimulus set, index EfficientNet-Lite0 (real ImageNet weights), run
+    every analysis (ICA, and the filter tree of 'star', too), and print example queries."""
     import catalog as cat_lib
 
     from .data import open_images
@@ -283,9 +289,15 @@ def demo(
 
     start = time.perf_counter()
     images = open_images(_demo_data(catalog.parent / "demo-data", quiet), "demo")
-    summary = run(load_model(EFFICIENTNET_LITE0), images, catalog, EFFICIENTNET_LITE0, DEMO_LAYERS,
+    network = load_model(EFFICIENTNET_LITE0)
+    summary = run(network, images, catalog, EFFICIENTNET_LITE0, DEMO_LAYERS,
                   IngestOptions(image_size=128, progress=not quiet))
     _print_summary(summary)
+    from .analyze import analyze_filter_tree, analyze_ica
+
+    with cat_lib.open(catalog) as cat:
+        analyze_ica(cat, EFFICIENTNET_LITE0, size=24, progress=not quiet)
+        analyze_filter_tree(cat, EFFICIENTNET_LITE0, "star", network=network, progress=not quiet)
     with cat_lib.open(catalog, read_only=True) as cat:
         for title, sql in DEMO_QUERIES:
             typer.secho(f"\n-- {title}", bold=True)
