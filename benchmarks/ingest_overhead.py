@@ -19,7 +19,7 @@ import torch
 
 from ingest.data import loader, open_images
 from ingest.models import load_model
-from ingest.pipeline import IngestOptions, _normaliser, ingest, scan
+from ingest.pipeline import IngestOptions, normaliser, ingest, scan
 from ingest.layers import resolve_layers
 from ingest.stimuli import generate
 
@@ -27,7 +27,7 @@ from ingest.stimuli import generate
 def plain_forward(model, images, options) -> float:
     device = options.resolved_device()
     net = model.module.to(device).eval()
-    mean, std = _normaliser(model, device)
+    mean, std = normaliser(model, device)
     start = time.perf_counter()
     with torch.inference_mode():
         for batch, _ids, _errors in loader(images, options.image_size, options.batch_size, options.resolved_workers(),

@@ -97,10 +97,12 @@ class Catalog:
                     con.execute(f"DELETE FROM {table} WHERE dataset = ?", [dataset])
             for table in set(clear) | (set(tables) - set(DATASET_TABLES)):
                 where = "model = ? AND dataset = ?" + "".join(f' AND "{c}" = ?' for c in key)
+                params = [model, dataset, *key.values()]
                 if table == "neuron_indexes" and table not in clear:
                     names = _column_values(tables[table], "index")
-                    where += f""" AND "index" IN ({', '.join("'" + n + "'" for n in names) or "NULL"})"""
-                con.execute(f"DELETE FROM {table} WHERE {where}", [model, dataset, *key.values()])
+                    where += f""" AND "index" IN ({', '.join('?' * len(names)) or 'NULL'})"""
+                    params += names
+                con.execute(f"DELETE FROM {table} WHERE {where}", params)
             for table, source in tables.items():
                 columns = ", ".join(f'"{c}"' for c in self._columns(table))
                 if isinstance(source, pa.Table):
@@ -160,7 +162,7 @@ def _column_values(source, column: str) -> list[str]:
     import pyarrow.parquet as pq
 
     table = source if isinstance(source, pa.Table) else pq.read_table(source, columns=[column])
-    return sorted({str(v) for v in table.column(column).to_pylist() if v is not None and "'" not in str(v)})
+    return sorted({str(v) for v in table.column(column).to_pylist() if v is not None})
 
 
 def open(path: str | Path, read_only: bool = False) -> Catalog:  # noqa: A001 - mirrors builtins.open

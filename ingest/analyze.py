@@ -18,6 +18,7 @@ from . import analyses
 from .data import LabelledImages, loader
 from .errors import UsageError
 from .models import LoadedModel, load_model
+from .pipeline import normaliser
 from .ica import neuron_components
 from .neuron_feature import CropPlan, gather_crops
 from .receptive_field import ReceptiveField
@@ -102,8 +103,7 @@ def pooled_vectors(model: LoadedModel, layer: str, images: LabelledImages, ids: 
                    batch_size: int = 64, device: str = "cpu", progress: bool = True) -> tuple[list[int], np.ndarray]:
     """Global-average-pooled output of ``layer`` for each readable image of ``ids``."""
     net = model.module.to(device).eval()
-    mean = torch.tensor(model.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(model.std, device=device).view(1, 3, 1, 1)
+    mean, std = normaliser(model, device)
     kept, vectors = [], []
     with LayerTap(net, [layer]) as tap, torch.inference_mode():
         for batch, batch_ids, _errors in tqdm(loader(images, image_size, batch_size, 0, ids), desc="vectors",

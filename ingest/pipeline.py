@@ -104,7 +104,7 @@ class IngestSummary:
         return self.images / self.scan_seconds if self.scan_seconds else float("nan")
 
 
-def _normaliser(model: LoadedModel, device):
+def normaliser(model: LoadedModel, device):
     mean = torch.tensor(model.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(model.std, device=device).view(1, 3, 1, 1)
     return mean, std
@@ -122,7 +122,7 @@ def scan(model: LoadedModel, layer_names: list[str], images: LabelledImages, opt
                   pixels_per_image=options.image_size ** 2, hierarchy_layer=options.hierarchy_layer or layer_names[-1])
     tapped = layer_names + [result.hierarchy_layer] * (result.hierarchy_layer not in layer_names)
     class_index = {c: i for i, c in enumerate(images.classes)}
-    label_ids = torch.tensor([class_index[label] for label in images.labels], dtype=torch.int64)
+    label_ids = torch.tensor([class_index[label] for label in images.labels], dtype=torch.int64, device=device)
     batch_ids = torch.empty(0, dtype=torch.int64)
 
     def observe(name, out):
@@ -130,7 +130,7 @@ def scan(model: LoadedModel, layer_names: list[str], images: LabelledImages, opt
             pooled = out if out.dim() == 2 else out.mean(dim=(2, 3))
             if result.class_mean is None:
                 result.class_mean = ClassMean(len(class_index), pooled.shape[1], device)
-            result.class_mean.update(pooled, label_ids[batch_ids.cpu()])
+            result.class_mean.update(pooled, label_ids[batch_ids])
             if name not in infos:
                 return
         if not isinstance(out, torch.Tensor) or out.dim() not in (2, 4):
@@ -145,7 +145,7 @@ def scan(model: LoadedModel, layer_names: list[str], images: LabelledImages, opt
         values, positions = out.flatten(2).max(dim=2)
         result.tops[name].update(values.float(), batch_ids, positions)
 
-    mean, std = _normaliser(model, device)
+    mean, std = normaliser(model, device)
     batches = loader(images, options.image_size, options.batch_size, options.resolved_workers(), ids,
                      pin_memory=device.type == "cuda")
     with LayerTap(net, tapped) as tap, torch.inference_mode(), \
@@ -357,6 +357,8 @@ def ingest(model: LoadedModel, images: LabelledImages, catalog_path: str | Path,
     model_name = model_name or model.architecture
     start = time.perf_counter()
     layer_names = resolve_layers(model.module, layers)
+    if options.hierarchy_layer and resolve_layers(model.module, [options.hierarchy_layer]) != [options.hierarchy_layer]:
+        raise UsageError(f"--hierarchy-layer must name one layer exactly, not a pattern: {options.hierarchy_layer!r}")
     with catalog.open(catalog_path) as cat:  # fail early on a locked file or a clashing data set
         old = cat.dataset_fingerprint(images.name)
         if old is not None and old != images.fingerprint() and set(cat.models_on(images.name)) - {model_name}:
