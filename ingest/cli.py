@@ -275,6 +275,62 @@ def _cell(v) -> str:
 
 
 @app.command()
+def publish(
+    catalog: Path = typer.Option(Path("catalog.duckdb"), help="DuckDB catalogue file."),
+    out: Optional[Path] = typer.Option(None, help="SQLite file to write. Default: the catalogue's name with .db."),
+):
+    """Write the SQLite copy that Datasette serves: every table and view, indexes, full-text search, metadata."""
+    from catalog.site import prepare
+
+    if not catalog.exists():
+        _fail(f"no catalogue at {catalog}")
+    start = time.perf_counter()
+    db, metadata, _ = prepare(catalog, out, force=True)
+    typer.echo(f"published {db} ({db.stat().st_size / 1e6:.1f} MB) and {metadata} in {time.perf_counter() - start:.1f} s")
+
+
+@app.command()
+def serve(
+    catalog: Path = typer.Option(Path("catalog.duckdb"), help="DuckDB catalogue file."),
+    out: Optional[Path] = typer.Option(None, help="Published SQLite file. Default: the catalogue's name with .db."),
+    port: int = typer.Option(8001, help="Port on 127.0.0.1."),
+):
+    """Publish if the SQLite copy is stale, then serve it with Datasette on 127.0.0.1 (read-only)."""
+    import subprocess
+
+    from catalog.site import datasette_command, prepare
+
+    if not catalog.exists():
+        _fail(f"no catalogue at {catalog}")
+    db, metadata, republished = prepare(catalog, out)
+    if republished:
+        typer.echo(f"published {db}")
+    typer.echo(f"serving http://127.0.0.1:{port}/  (model pages: http://127.0.0.1:{port}/-/model)")
+    raise typer.Exit(subprocess.call(datasette_command(db, metadata, port=port)))
+
+
+@app.command()
+def plot(
+    model: str = typer.Option(..., help="The model's name in the catalogue."),
+    catalog: Path = typer.Option(Path("catalog.duckdb"), help="DuckDB catalogue file."),
+    out_dir: Path = typer.Option(Path("plots"), help="Folder for the PNG files."),
+):
+    """The papers' figures for a model as PNG files: α/γ bins per layer, hues, ranked curves, MF degree."""
+    import catalog as cat_lib
+    from catalog.plots import FIGURES, figure
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with cat_lib.open(catalog, read_only=True) as cat:
+            for name in FIGURES:
+                path = out_dir / f"{model}-{name}.png"
+                path.write_bytes(figure(name, lambda sql, params: cat.con.execute(sql, params).fetchall(), model))
+                typer.echo(str(path))
+    except FileNotFoundError as exc:
+        _fail(exc)
+
+
+@app.command()
 def demo(
     catalog: Path = typer.Option(Path("demo.duckdb"), help="Catalogue to write."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),

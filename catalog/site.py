@@ -1,0 +1,35 @@
+"""The Datasette site over a published catalogue: what `neurocat serve` runs."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .publish import publish, write_metadata
+
+HERE = Path(__file__).resolve().parent / "datasette"
+
+
+def published_path(catalog_path: Path) -> Path:
+    return catalog_path.with_suffix(".db")
+
+
+def is_stale(catalog_path: Path, out: Path) -> bool:
+    return not out.exists() or out.stat().st_mtime < catalog_path.stat().st_mtime
+
+
+def prepare(catalog_path: Path, out: Path | None = None, force: bool = False) -> tuple[Path, Path, bool]:
+    """Publish when the SQLite copy is missing or older than the catalogue; write the metadata."""
+    out = out or published_path(catalog_path)
+    republished = force or is_stale(catalog_path, out)
+    if republished:
+        publish(catalog_path, out)
+    return out, write_metadata(out.with_suffix(".metadata.json"), out.stem), republished
+
+
+def datasette_command(db: Path, metadata: Path, host: str = "127.0.0.1", port: int = 8001) -> list[str]:
+    """Datasette serving ``db`` read-only, with our pages, templates and the image plugin."""
+    return [sys.executable, "-m", "datasette", "serve", "-i", str(db), "--metadata", str(metadata),
+            "--plugins-dir", str(HERE), "--template-dir", str(HERE / "templates"),
+            "--host", host, "--port", str(port),
+            "--setting", "sql_time_limit_ms", "5000", "--setting", "suggest_facets", "off",
+            "--setting", "default_page_size", "50"]

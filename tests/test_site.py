@@ -1,0 +1,183 @@
+"""The published catalogue in a real Datasette server, opened in Debian's Chromium via Playwright.
+
+Set NEUROCAT_SCREENSHOTS=docs to also save the screenshots the README shows.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sqlite3
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import catalog
+from catalog.catalog import view_files
+from catalog.publish import publish
+from catalog.site import datasette_command, prepare
+from ingest.data import open_images
+from ingest.pipeline import ingest
+from tests.test_views import normalise
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+MISSION = "SELECT model, layer, unit FROM neurons WHERE gamma > 0.9 AND alpha > 0.5"
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url, timeout=10):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.status, r.read()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    from tests.conftest import planted_images
+    from ingest.models import LoadedModel
+    from ingest.pipeline import IngestOptions
+    from tests.planted import planted
+
+    tmp = tmp_path_factory.mktemp("site")
+    model = LoadedModel(planted().eval(), "planted", "callable", None, (0.0,) * 3, (1.0,) * 3)
+    opts = IngestOptions(image_size=32, batch_size=8, workers=0, progress=False, device="cpu", top_n=12)
+    ingest(model, open_images(planted_images(tmp / "data")), tmp / "c.duckdb", "planted", ["0"], opts)
+    db, metadata, _ = prepare(tmp / "c.duckdb")
+    port = free_port()
+    proc = subprocess.Popen(datasette_command(db, metadata, port=port), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                get(base + "/-/versions.json", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("datasette did not start")
+                time.sleep(0.3)
+        yield {"base": base, "db": db, "duckdb": tmp / "c.duckdb", "name": db.stem}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    profile = Path(os.environ.get("TMPDIR", "/tmp")) / f"neurocat-chromium-{os.getpid()}"
+    with sync_playwright() as p:  # a fresh profile per run
+        context = p.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--disable-background-networking", "--disable-component-update"])
+        yield context
+        context.close()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def shot(page, name):
+    out = os.environ.get("NEUROCAT_SCREENSHOTS")
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(out) / f"{name}.png"), full_page=True)
+
+
+def test_mission_query_same_rows_through_datasette_json(site):
+    url = f"{site['base']}/{site['name']}.json?" + urllib.parse.urlencode({"sql": MISSION, "_shape": "array"})
+    rows = json.loads(get(url)[1])
+    with catalog.open(site["duckdb"], read_only=True) as cat:
+        expected = cat.con.execute(MISSION).fetchall()
+    assert sorted((r["model"], r["layer"], r["unit"]) for r in rows) == sorted(expected)
+    assert expected  # the red detector
+
+
+def test_every_view_same_rows_in_duckdb_and_the_published_sqlite(site):
+    lite = sqlite3.connect(site["db"])
+    with catalog.open(site["duckdb"], read_only=True) as cat:
+        for view in view_files():
+            assert normalise(cat.con.execute(f"SELECT * FROM {view}").fetchall()) == \
+                normalise(lite.execute(f"SELECT * FROM {view}").fetchall()), view
+
+
+def test_table_page_shows_nf_thumbnails(site, browser):
+    page = browser.new_page()
+    page.goto(f"{site['base']}/{site['name']}/neurons?dead=0")
+    images = page.locator("td img")
+    assert images.count() >= 2
+    widths = page.eval_on_selector_all("td img", "els => els.map(e => e.complete ? e.naturalWidth : -1)")
+    assert all(w > 0 for w in widths)
+    link = page.locator("td a[href^='/-/neuron?']").first
+    assert link.count() == 1
+    shot(page, "neurons-table")
+    page.close()
+
+
+def test_canned_query_form_returns_rows(site, browser):
+    page = browser.new_page()
+    page.goto(f"{site['base']}/{site['name']}/selective_neurons")
+    page.fill("input[name=layer]", "0")
+    page.fill("input[name=gamma]", "0.9")
+    page.fill("input[name=alpha]", "0.5")
+    page.click("input[type=submit]")
+    page.wait_for_load_state()
+    assert page.locator("table.rows-and-columns tbody tr").count() == 1
+    assert "0.9" in page.url
+    page.close()
+
+
+def test_neuron_page_has_contact_sheet_and_chart(site, browser):
+    page = browser.new_page()
+    page.goto(f"{site['base']}/-/neuron?model=planted&dataset=data&layer=0&unit=0")
+    for selector in ("#nf", "#sheet", "#classes"):
+        page.wait_for_function(f"document.querySelector('{selector}').complete")
+        assert page.eval_on_selector(selector, "e => e.naturalWidth") > 0, selector
+    assert "red" in page.inner_text("#indexes")
+    shot(page, "neuron-page")
+    page.goto(f"{site['base']}/-/model?model=planted")
+    page.wait_for_function("[...document.querySelectorAll('img.figure')].every(e => e.complete)")
+    assert page.eval_on_selector_all("img.figure", "els => els.map(e => e.naturalWidth)") == [
+        w for w in page.eval_on_selector_all("img.figure", "els => els.map(e => e.naturalWidth)") if w > 0]
+    assert page.locator("img.figure").count() == 4
+    shot(page, "model-page")
+    page.close()
+
+
+def test_publish_during_concurrent_reads_never_errors(site):
+    url = f"{site['base']}/{site['name']}.json?" + urllib.parse.urlencode({"sql": MISSION, "_shape": "array"})
+    with catalog.open(site["duckdb"], read_only=True) as cat:
+        expected = sorted(cat.con.execute(MISSION).fetchall())
+    failures, done = [], threading.Event()
+
+    def reader():
+        for _ in range(200):  # bounded
+            if done.is_set():
+                return
+            try:
+                status, body = get(url)
+                rows = sorted((r["model"], r["layer"], r["unit"]) for r in json.loads(body))
+                if status != 200 or rows != expected:
+                    failures.append((status, rows))
+            except Exception as exc:  # noqa: BLE001 - any failure is what the test looks for
+                failures.append(repr(exc))
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for _ in range(3):
+        publish(site["duckdb"], site["db"])
+    done.set()
+    for t in threads:
+        t.join(timeout=60)
+    assert failures == []
