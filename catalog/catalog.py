@@ -35,14 +35,18 @@ def schema_tables() -> dict[str, str]:
     return out
 
 
-def create_views(execute, replace_prefix: str = "CREATE OR REPLACE VIEW") -> None:
-    """Create every view of queries/, in dependency order (a view may use another)."""
+def create_views(execute, replace_prefix: str = "CREATE OR REPLACE VIEW", materialise: tuple[str, ...] = ()) -> None:
+    """Create every view of queries/, in dependency order (a view may use another).
+
+    Views named in ``materialise`` become tables built from the same SQL (for a read-only copy).
+    """
     pending = view_files()
     while pending:
         failed = {}
         for name, sql in pending.items():
             try:
-                execute(f"{replace_prefix} {name} AS\n{sql.strip().rstrip(';')}")
+                prefix = "CREATE TABLE" if name in materialise else replace_prefix
+                execute(f"{prefix} {name} AS\n{sql.strip().rstrip(';')}")
             except Exception as exc:  # noqa: BLE001 - the dialect's "missing relation" error types differ
                 failed[name] = exc
         if len(failed) == len(pending):

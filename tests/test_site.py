@@ -181,3 +181,13 @@ def test_publish_during_concurrent_reads_never_errors(site):
     for t in threads:
         t.join(timeout=60)
     assert failures == []
+
+
+def test_full_text_search_and_facets(site):
+    body = json.loads(get(f"{site['base']}/{site['name']}/units.json?_search=red&_shape=objects")[1])
+    assert [r["color_name"] for r in body["rows"]] == ["red"]
+    body = json.loads(get(f"{site['base']}/{site['name']}/neurons.json")[1])  # facets from the metadata
+    assert set(body["facet_results"]) == {"model", "layer", "color_name", "faceted"}
+    # the published copy stores `neurons` (same SQL) as an indexed table
+    lite = sqlite3.connect(site["db"])
+    assert lite.execute("SELECT type FROM sqlite_master WHERE name = 'neurons'").fetchone() == ("table",)
