@@ -81,6 +81,8 @@ def ingest(
                                                              "category hierarchy. Default: the deepest chosen layer."),
     similarity_k: int = typer.Option(10, min=1, help="Most similar neurons stored per neuron."),
     similarity_full: bool = typer.Option(False, "--similarity-full", help="Store every pair of neurons of a layer."),
+    checkpoint_every: int = typer.Option(50, min=0, help="Batches between checkpoints of the scan, so a killed run "
+                                                         "resumes when the same command is run again (0: never)."),
     ica: bool = typer.Option(False, "--ica", help="Also compute ICA components of every neuron's top crops "
                                                   "(slower; or later with `neurocat analyze ica`)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -104,7 +106,8 @@ def ingest(
         options = IngestOptions(top_n=top_n, batch_size=batch_size, device=device, image_size=image_size,
                                 workers=workers, nf_max_size=nf_size, min_rel=min_rel, gamma_th=gamma_th,
                                 color_threshold=color_threshold, hierarchy_layer=hierarchy_layer,
-                                similarity_k=None if similarity_full else similarity_k, progress=not quiet)
+                                similarity_k=None if similarity_full else similarity_k,
+                                checkpoint_every=checkpoint_every, progress=not quiet)
         summary = run(loaded, images, catalog, name, _split(layers), options)
         if ica:
             import catalog as cat_lib

@@ -2,7 +2,10 @@
 then the indexes, Parquet files, and one transaction into the catalogue."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import warnings
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -43,6 +46,7 @@ class IngestOptions:
     color_threshold: float = 0.25
     hierarchy_layer: str | None = None  # default: the deepest chosen layer (SPEC §9)
     similarity_k: int | None = 10        # None: every pair
+    checkpoint_every: int = 50           # batches between checkpoints of the scan (0: none)
     progress: bool = True
 
     def resolved_device(self) -> torch.device:
@@ -82,6 +86,25 @@ class Scan:
     hierarchy_layer: str | None = None
     class_mean: ClassMean | None = None  # class representative vectors of hierarchy_layer
 
+    def state_dict(self) -> dict:
+        """Everything a resumed scan needs: plain tensors, numbers and strings (loads with weights_only)."""
+        return {"tops": {n: t.state_dict() for n, t in self.tops.items()},
+                "shapes": {n: [i.channels, i.out_height, i.out_width] for n, i in self.layers.items() if i.channels},
+                "class_mean": self.class_mean.state_dict() if self.class_mean is not None else None,
+                "colour_sum": self.colour_sum.cpu(), "n_seen": self.n_seen,
+                "errors": [[i, e] for i, e in self.errors]}
+
+    def load_state_dict(self, state: dict, device, classes: int) -> None:
+        self.tops = {n: TopK.from_state_dict(t, device) for n, t in state["tops"].items()}
+        for n, (c, h, w) in state["shapes"].items():
+            self.layers[n].channels, self.layers[n].out_height, self.layers[n].out_width = c, h, w
+        if state["class_mean"] is not None:
+            self.class_mean = ClassMean(classes, state["class_mean"]["sums"].shape[1], device)
+            self.class_mean.load_state_dict(state["class_mean"])
+        self.colour_sum = state["colour_sum"].to(device)
+        self.n_seen = int(state["n_seen"])
+        self.errors = [(int(i), str(e)) for i, e in state["errors"]]
+
     @property
     def mean_colour(self) -> torch.Tensor:
         return (self.colour_sum.double() / (255.0 * self.pixels_per_image * max(1, self.n_seen))).float()
@@ -104,6 +127,38 @@ class IngestSummary:
         return self.images / self.scan_seconds if self.scan_seconds else float("nan")
 
 
+class Checkpoint:
+    """The scan's state on disk, written atomically, valid only for the same run settings."""
+
+    def __init__(self, path: Path, fingerprint: str):
+        self.path, self.fingerprint = path, fingerprint
+
+    def load(self) -> dict | None:
+        if not self.path.exists():
+            return None
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        if state.get("fingerprint") != self.fingerprint:
+            warnings.warn(f"ignoring checkpoint {self.path}: it was written with other settings")
+            return None
+        return state
+
+    def save(self, state: dict) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"fingerprint": self.fingerprint, **state}, tmp)
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def run_fingerprint(model: LoadedModel, layers: list[str], images: LabelledImages, options: IngestOptions) -> str:
+    """What must match for a checkpoint to be resumed (not batch size or device: results do not depend on them)."""
+    key = [model.architecture, model.source, str(model.weights), layers, images.fingerprint(), options.top_n,
+           options.image_size, options.hierarchy_layer]
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+
+
 def normaliser(model: LoadedModel, device):
     mean = torch.tensor(model.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(model.std, device=device).view(1, 3, 1, 1)
@@ -111,7 +166,7 @@ def normaliser(model: LoadedModel, device):
 
 
 def scan(model: LoadedModel, layer_names: list[str], images: LabelledImages, options: IngestOptions,
-         ids: list[int] | None = None) -> Scan:
+         ids: list[int] | None = None, checkpoint: Checkpoint | None = None) -> Scan:
     """The streaming pass: per neuron, the running top-N of spatial maxima, and per class the mean
     pooled output of the hierarchy layer. Memory is O(neurons × N + classes × channels)."""
     device = options.resolved_device()
@@ -146,21 +201,31 @@ def scan(model: LoadedModel, layer_names: list[str], images: LabelledImages, opt
         result.tops[name].update(values.float(), batch_ids, positions)
 
     mean, std = normaliser(model, device)
-    batches = loader(images, options.image_size, options.batch_size, options.resolved_workers(), ids,
+    todo = list(range(len(images))) if ids is None else list(ids)
+    done = 0  # positions of `todo` already scanned
+    if checkpoint is not None:
+        state = checkpoint.load()
+        if state is not None:
+            result.load_state_dict(state["scan"], device, len(class_index))
+            done = int(state["done"])
+    batches = loader(images, options.image_size, options.batch_size, options.resolved_workers(), todo[done:],
                      pin_memory=device.type == "cuda")
     with LayerTap(net, tapped) as tap, torch.inference_mode(), \
-            tqdm(total=len(batches.dataset), desc="scan", unit="img", disable=not options.progress) as bar:
-        for batch, ids_cpu, errors in batches:
+            tqdm(total=len(todo), initial=done, desc="scan", unit="img", disable=not options.progress) as bar:
+        for step, (batch, ids_cpu, errors) in enumerate(batches, start=1):
             result.errors.extend(errors)
+            if batch is not None:
+                batch = batch.to(device, non_blocking=True)
+                result.colour_sum += batch.sum(dim=(0, 2, 3), dtype=torch.int64)
+                result.n_seen += len(ids_cpu)
+                batch_ids = ids_cpu.to(device, non_blocking=True)
+                tap.run((batch.float().div_(255) - mean) / std, observe)
+            done += len(ids_cpu) + len(errors)
             bar.update(len(ids_cpu) + len(errors))
-            if batch is None:
-                continue
-            batch = batch.to(device, non_blocking=True)
-            result.colour_sum += batch.sum(dim=(0, 2, 3), dtype=torch.int64)
-            x = batch.float().div_(255)
-            result.n_seen += len(ids_cpu)
-            batch_ids = ids_cpu.to(device, non_blocking=True)
-            tap.run((x - mean) / std, observe)
+            if checkpoint is not None and options.checkpoint_every and step % options.checkpoint_every == 0:
+                checkpoint.save({"done": done, "scan": result.state_dict()})
+    if checkpoint is not None:  # a run killed later (crops, indexes, load) resumes after the scan
+        checkpoint.save({"done": done, "scan": result.state_dict()})
     if result.n_seen == 0:
         raise UsageError(f"none of the {len(batches.dataset)} images could be read; first error: "
                          f"{result.errors[0][1] if result.errors else 'none'}")
@@ -365,18 +430,20 @@ def ingest(model: LoadedModel, images: LabelledImages, catalog_path: str | Path,
             raise UsageError(f"the catalogue already has a different data set named {images.name!r} "
                              f"(used by {', '.join(cat.models_on(images.name))}); choose another --dataset-name")
     fields = receptive_fields(model.module, layer_names, options.image_size)
+    run_dir = run_dir_for(catalog_path, model_name, images.name)
+    checkpoint = Checkpoint(run_dir / "scan-checkpoint.pt", run_fingerprint(model, layer_names, images, options))
     scan_start = time.perf_counter()
-    result = scan(model, layer_names, images, options)
+    result = scan(model, layer_names, images, options, checkpoint=checkpoint)
     scan_seconds = time.perf_counter() - scan_start
     for name, info in result.layers.items():
         info.rf = fields[name]
     features = neuron_features(model, images, result, options)
     seconds = time.perf_counter() - start
     tables = build_tables(model_name, model, images, result, features, options, seconds, images.problems)
-    run_dir = run_dir_for(catalog_path, model_name, images.name)
     paths = write_parquet(tables, run_dir)
     with catalog.open(catalog_path) as cat:
         cat.load_run(paths, model_name, images.name)
+    checkpoint.remove()
     return IngestSummary(model_name, images.name, catalog_path, result.n_seen,
                          tables["ingest_errors"].num_rows, int(tables["units"].num_rows), len(layer_names),
                          time.perf_counter() - start, scan_seconds)
