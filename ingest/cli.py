@@ -83,6 +83,9 @@ def ingest(
     similarity_full: bool = typer.Option(False, "--similarity-full", help="Store every pair of neurons of a layer."),
     checkpoint_every: int = typer.Option(50, min=0, help="Batches between checkpoints of the scan, so a killed run "
                                                          "resumes when the same command is run again (0: never)."),
+    shard: Optional[str] = typer.Option(None, help="Scan only shard i/n of the images (e.g. 3/16, by image id) and "
+                                                   "write its state to --out; finish with `neurocat merge`."),
+    out: Optional[Path] = typer.Option(None, help="Folder for a shard's state (with --shard)."),
     ica: bool = typer.Option(False, "--ica", help="Also compute ICA components of every neuron's top crops "
                                                   "(slower; or later with `neurocat analyze ica`)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -108,6 +111,16 @@ def ingest(
                                 color_threshold=color_threshold, hierarchy_layer=hierarchy_layer,
                                 similarity_k=None if similarity_full else similarity_k,
                                 checkpoint_every=checkpoint_every, progress=not quiet)
+        if shard:
+            from .shards import ingest_shard
+
+            if out is None:
+                raise UsageError("--shard needs --out FOLDER for the shard's state")
+            source = catalog.parent / "demo-data" / "manifest.csv" if data == "demo" else Path(data)
+            n = ingest_shard(loaded, images, str(source.resolve()), out, shard, name, _split(layers), options)
+            typer.echo(f"scanned {n} images of shard {shard} into {out}; finish with: neurocat merge {out} … "
+                       f"--catalog {catalog}")
+            return
         summary = run(loaded, images, catalog, name, _split(layers), options)
         if ica:
             import catalog as cat_lib
@@ -275,6 +288,22 @@ def _cell(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
+
+
+@app.command()
+def merge(
+    parts: list[Path] = typer.Argument(..., help="Shard folders written by `neurocat ingest --shard i/n --out …`."),
+    catalog: Path = typer.Option(Path("catalog.duckdb"), help="DuckDB catalogue file."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+):
+    """Merge shard states (duplicates dropped) and finish the run: crops, NF, indexes, analyses, one load."""
+    from .shards import merge as run
+
+    try:
+        summary = run(parts, catalog, progress=not quiet)
+    except UsageError as exc:
+        _fail(exc)
+    _print_summary(summary)
 
 
 @app.command()

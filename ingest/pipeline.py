@@ -85,6 +85,8 @@ class Scan:
     pixels_per_image: int = 1
     hierarchy_layer: str | None = None
     class_mean: ClassMean | None = None  # class representative vectors of hierarchy_layer
+    # Shards keep each image's contributions, so overlapping shards merge exactly.
+    per_image: dict = field(default_factory=lambda: {"ids": [], "pooled": [], "colour": []})
 
     def state_dict(self) -> dict:
         """Everything a resumed scan needs: plain tensors, numbers and strings (loads with weights_only)."""
@@ -166,7 +168,7 @@ def normaliser(model: LoadedModel, device):
 
 
 def scan(model: LoadedModel, layer_names: list[str], images: LabelledImages, options: IngestOptions,
-         ids: list[int] | None = None, checkpoint: Checkpoint | None = None) -> Scan:
+         ids: list[int] | None = None, checkpoint: Checkpoint | None = None, per_image: bool = False) -> Scan:
     """The streaming pass: per neuron, the running top-N of spatial maxima, and per class the mean
     pooled output of the hierarchy layer. Memory is O(neurons × N + classes × channels)."""
     device = options.resolved_device()
@@ -186,6 +188,8 @@ def scan(model: LoadedModel, layer_names: list[str], images: LabelledImages, opt
             if result.class_mean is None:
                 result.class_mean = ClassMean(len(class_index), pooled.shape[1], device)
             result.class_mean.update(pooled, label_ids[batch_ids])
+            if per_image:
+                result.per_image["pooled"].append(pooled.float().cpu())
             if name not in infos:
                 return
         if not isinstance(out, torch.Tensor) or out.dim() not in (2, 4):
@@ -216,7 +220,11 @@ def scan(model: LoadedModel, layer_names: list[str], images: LabelledImages, opt
             result.errors.extend(errors)
             if batch is not None:
                 batch = batch.to(device, non_blocking=True)
-                result.colour_sum += batch.sum(dim=(0, 2, 3), dtype=torch.int64)
+                colour = batch.sum(dim=(2, 3), dtype=torch.int64)
+                result.colour_sum += colour.sum(0)
+                if per_image:
+                    result.per_image["ids"].append(ids_cpu)
+                    result.per_image["colour"].append(colour.cpu())
                 result.n_seen += len(ids_cpu)
                 batch_ids = ids_cpu.to(device, non_blocking=True)
                 tap.run((batch.float().div_(255) - mean) / std, observe)
@@ -414,6 +422,21 @@ def run_dir_for(catalog_path: Path, model_name: str, dataset: str) -> Path:
     return catalog_path.parent / "neurocat-runs" / safe
 
 
+def _check_catalogue(catalog_path: Path, images: LabelledImages, model_name: str) -> None:
+    with catalog.open(catalog_path) as cat:  # fail early on a locked file or a clashing data set
+        old = cat.dataset_fingerprint(images.name)
+        if old is not None and old != images.fingerprint() and set(cat.models_on(images.name)) - {model_name}:
+            raise UsageError(f"the catalogue already has a different data set named {images.name!r} "
+                             f"(used by {', '.join(cat.models_on(images.name))}); choose another --dataset-name")
+
+
+def _layers(model: LoadedModel, layers: list[str] | None, options: IngestOptions) -> list[str]:
+    layer_names = resolve_layers(model.module, layers)
+    if options.hierarchy_layer and resolve_layers(model.module, [options.hierarchy_layer]) != [options.hierarchy_layer]:
+        raise UsageError(f"--hierarchy-layer must name one layer exactly, not a pattern: {options.hierarchy_layer!r}")
+    return layer_names
+
+
 def ingest(model: LoadedModel, images: LabelledImages, catalog_path: str | Path, model_name: str | None = None,
            layers: list[str] | None = None, options: IngestOptions | None = None) -> IngestSummary:
     """Index ``model`` on ``images`` into the catalogue at ``catalog_path``; returns a summary."""
@@ -421,31 +444,30 @@ def ingest(model: LoadedModel, images: LabelledImages, catalog_path: str | Path,
     catalog_path = Path(catalog_path)
     model_name = model_name or model.architecture
     start = time.perf_counter()
-    layer_names = resolve_layers(model.module, layers)
-    if options.hierarchy_layer and resolve_layers(model.module, [options.hierarchy_layer]) != [options.hierarchy_layer]:
-        raise UsageError(f"--hierarchy-layer must name one layer exactly, not a pattern: {options.hierarchy_layer!r}")
-    with catalog.open(catalog_path) as cat:  # fail early on a locked file or a clashing data set
-        old = cat.dataset_fingerprint(images.name)
-        if old is not None and old != images.fingerprint() and set(cat.models_on(images.name)) - {model_name}:
-            raise UsageError(f"the catalogue already has a different data set named {images.name!r} "
-                             f"(used by {', '.join(cat.models_on(images.name))}); choose another --dataset-name")
-    fields = receptive_fields(model.module, layer_names, options.image_size)
+    layer_names = _layers(model, layers, options)
+    _check_catalogue(catalog_path, images, model_name)
     run_dir = run_dir_for(catalog_path, model_name, images.name)
     checkpoint = Checkpoint(run_dir / "scan-checkpoint.pt", run_fingerprint(model, layer_names, images, options))
     scan_start = time.perf_counter()
     result = scan(model, layer_names, images, options, checkpoint=checkpoint)
-    scan_seconds = time.perf_counter() - scan_start
+    summary = finish(model, images, catalog_path, model_name, layer_names, result, options, start,
+                     time.perf_counter() - scan_start)
+    checkpoint.remove()
+    return summary
+
+
+def finish(model: LoadedModel, images: LabelledImages, catalog_path: Path, model_name: str, layer_names: list[str],
+           result: Scan, options: IngestOptions, start: float, scan_seconds: float) -> IngestSummary:
+    """After the scan: receptive fields, crops and NF, indexes and analyses, Parquet, one load."""
+    fields = receptive_fields(model.module, layer_names, options.image_size)
     for name, info in result.layers.items():
         info.rf = fields[name]
     features = neuron_features(model, images, result, options)
     seconds = time.perf_counter() - start
     tables = build_tables(model_name, model, images, result, features, options, seconds, images.problems)
-    paths = write_parquet(tables, run_dir)
+    paths = write_parquet(tables, run_dir_for(catalog_path, model_name, images.name))
     with catalog.open(catalog_path) as cat:
         cat.load_run(paths, model_name, images.name)
-    checkpoint.remove()
     return IngestSummary(model_name, images.name, catalog_path, result.n_seen,
                          tables["ingest_errors"].num_rows, int(tables["units"].num_rows), len(layer_names),
                          time.perf_counter() - start, scan_seconds)
-
-
