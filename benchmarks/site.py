@@ -9,17 +9,14 @@ with Datasette on a free loopback port, and times a filtered `neurons` table pag
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import statistics
-import subprocess
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import catalog
-from catalog.site import datasette_command, prepare
+from catalog.site import prepare, running
 
 LAYERS = 100
 
@@ -77,16 +74,7 @@ def main() -> None:
     start = time.perf_counter()
     db, metadata, _ = prepare(tmp / "synth.duckdb", force=True)
     print(f"publish: {time.perf_counter() - start:.0f} s, {db.stat().st_size / 1e6:.0f} MB SQLite")
-    proc = subprocess.Popen(datasette_command(db, metadata, port=args.port), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{args.port}"
-    try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(base + "/-/versions.json", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
+    with running(db, metadata, port=args.port, timeout=600) as base:
         pages = {
             "filtered table page (neurons, layer = conv42, gamma > 0.9, alpha > 0.5)":
                 f"/{db.stem}/neurons?layer=conv42&gamma__gt=0.9&alpha__gt=0.5",
@@ -100,9 +88,6 @@ def main() -> None:
         }
         for label, path in pages.items():
             print(f"{label:75s} {timed_get(base + path):8.1f} ms")
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,13 @@
 """The Datasette site over a published catalogue: what `neurocat serve` runs."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
+import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 from .publish import publish, write_metadata
@@ -33,3 +39,34 @@ def datasette_command(db: Path, metadata: Path, host: str = "127.0.0.1", port: i
             "--host", host, "--port", str(port),
             "--setting", "sql_time_limit_ms", "5000", "--setting", "suggest_facets", "off",
             "--setting", "default_page_size", "50"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running(db: Path, metadata: Path, port: int | None = None, timeout: float = 60.0):
+    """Datasette on 127.0.0.1 for the duration of a ``with`` block; yields its base URL, stops it by PID."""
+    port = port or free_port()
+    proc = subprocess.Popen(datasette_command(db, metadata, port=port), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(base + "/-/versions.json", timeout=2).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"datasette did not start on {base}") from None
+                time.sleep(0.3)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

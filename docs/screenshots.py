@@ -4,20 +4,15 @@
 
 Serves the catalogue on a free loopback port, opens the pages in Debian's Chromium, stops the server.
 """
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from catalog.site import datasette_command, prepare
-from tests.test_site import CHROMIUM, free_port
+from catalog.site import prepare, running
+from tests.test_site import CHROMIUM
 
 PAGES = {
     "neurons-table": "/{db}/neurons?layer=_blocks.3._project_conv&_sort_desc=alpha&_col=unit&_col=alpha&_col=hue"
@@ -29,30 +24,19 @@ PAGES = {
 
 def main(catalog_path: str, out: str = "docs") -> None:
     db, metadata, _ = prepare(Path(catalog_path))
-    port = free_port()
-    proc = subprocess.Popen(datasette_command(db, metadata, port=port), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     profile = tempfile.mkdtemp(prefix="neurocat-chromium-")
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/-/versions.json", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.3)
-        with sync_playwright() as p:
+        with running(db, metadata) as base, sync_playwright() as p:
             context = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True, args=[
                 "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                 "--disable-component-update"], viewport={"width": 1280, "height": 900})
             page = context.new_page()
             for name, path in PAGES.items():
-                page.goto(f"http://127.0.0.1:{port}" + path.format(db=db.stem))
+                page.goto(base + path.format(db=db.stem))
                 page.wait_for_load_state("networkidle")
                 page.screenshot(path=str(Path(out) / f"{name}.png"), full_page=name != "neurons-table")
             context.close()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
         shutil.rmtree(profile, ignore_errors=True)
 
 

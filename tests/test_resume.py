@@ -45,7 +45,7 @@ def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path):
 
     killed = tmp_path / "killed" / "c.duckdb"
     killed.parent.mkdir()
-    checkpoint = killed.parent / "neurocat-runs" / f"resnet18__data" / "scan-checkpoint.pt"
+    checkpoint = killed.parent / "neurocat-runs" / "resnet18__data" / "scan-checkpoint.pt"
     proc = subprocess.Popen(command(data, killed, weights), env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120

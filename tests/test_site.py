@@ -5,12 +5,8 @@ Set NEUROCAT_SCREENSHOTS=docs to also save the screenshots the README shows.
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sqlite3
 import threading
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -20,7 +16,7 @@ import pytest
 import catalog
 from catalog.catalog import view_files
 from catalog.publish import publish
-from catalog.site import datasette_command, prepare
+from catalog.site import prepare, running
 from ingest.data import open_images
 from ingest.pipeline import ingest
 from tests.test_views import normalise
@@ -28,12 +24,6 @@ from tests.test_views import normalise
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 MISSION = "SELECT model, layer, unit FROM neurons WHERE gamma > 0.9 AND alpha > 0.5"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url, timeout=10):
@@ -53,24 +43,8 @@ def site(tmp_path_factory):
     opts = IngestOptions(image_size=32, batch_size=8, workers=0, progress=False, device="cpu", top_n=12)
     ingest(model, open_images(planted_images(tmp / "data")), tmp / "c.duckdb", "planted", ["0"], opts)
     db, metadata, _ = prepare(tmp / "c.duckdb")
-    port = free_port()
-    proc = subprocess.Popen(datasette_command(db, metadata, port=port), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                get(base + "/-/versions.json", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("datasette did not start")
-                time.sleep(0.3)
+    with running(db, metadata, timeout=30) as base:
         yield {"base": base, "db": db, "duckdb": tmp / "c.duckdb", "name": db.stem}
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
