@@ -72,7 +72,13 @@ def ingest(
     name: Optional[str] = typer.Option(None, help="The model's name in the catalogue. Default: the architecture."),
     dataset_name: Optional[str] = typer.Option(None, help="The data set's name. Default: folder or manifest name."),
     catalog: Path = typer.Option(Path("catalog.duckdb"), help="DuckDB catalogue file (created if missing)."),
-    workers: Optional[int] = typer.Option(None, min=0, help="Image decoding processes. Default: half the CPUs."),
+    workers: Optional[int] = typer.Option(None, min=0, help="Image decoding processes (engine ray: model actors). "
+                                                            "Default: half the CPUs (ray: 1)."),
+    engine: str = typer.Option("local", help="local, or ray: decoding in Ray tasks and the model in an actor pool "
+                                             "(needs the extra neuron-catalog[ray])."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address for --engine ray (e.g. auto); "
+                                                     "default a local Ray on 127.0.0.1."),
+    gpus_per_worker: float = typer.Option(0.0, min=0.0, help="GPUs per model actor with --engine ray."),
     nf_size: int = typer.Option(96, min=1, help="Largest side of a stored Neuron Feature; larger fields are shrunk."),
     min_rel: float = typer.Option(0.7, min=0.0, max=1.0, help="Relative activation a crop needs to enter the NF."),
     gamma_th: float = typer.Option(1.0, min=0.0, max=1.0, help="th of the class selectivity index γ."),
@@ -110,7 +116,8 @@ def ingest(
                                 workers=workers, nf_max_size=nf_size, min_rel=min_rel, gamma_th=gamma_th,
                                 color_threshold=color_threshold, hierarchy_layer=hierarchy_layer,
                                 similarity_k=None if similarity_full else similarity_k,
-                                checkpoint_every=checkpoint_every, progress=not quiet)
+                                checkpoint_every=checkpoint_every, engine=engine, address=address,
+                                gpus_per_worker=gpus_per_worker, progress=not quiet)
         if shard:
             from .shards import ingest_shard
 

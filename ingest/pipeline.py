@@ -47,6 +47,9 @@ class IngestOptions:
     hierarchy_layer: str | None = None  # default: the deepest chosen layer (SPEC §9)
     similarity_k: int | None = 10        # None: every pair
     checkpoint_every: int = 50           # batches between checkpoints of the scan (0: none)
+    engine: str = "local"                # local | ray
+    address: str | None = None           # Ray cluster address (engine ray); default a local one
+    gpus_per_worker: float = 0.0         # engine ray: GPUs per model actor
     progress: bool = True
 
     def resolved_device(self) -> torch.device:
@@ -449,7 +452,15 @@ def ingest(model: LoadedModel, images: LabelledImages, catalog_path: str | Path,
     run_dir = run_dir_for(catalog_path, model_name, images.name)
     checkpoint = Checkpoint(run_dir / "scan-checkpoint.pt", run_fingerprint(model, layer_names, images, options))
     scan_start = time.perf_counter()
-    result = scan(model, layer_names, images, options, checkpoint=checkpoint)
+    if options.engine == "ray":  # Ray retries failed work itself; no checkpoint
+        from . import ray_engine
+
+        result = ray_engine.scan(model, layer_names, images, options, options.address, options.workers or 1,
+                                 options.gpus_per_worker)
+    elif options.engine == "local":
+        result = scan(model, layer_names, images, options, checkpoint=checkpoint)
+    else:
+        raise UsageError(f"--engine must be local or ray, not {options.engine!r}")
     summary = finish(model, images, catalog_path, model_name, layer_names, result, options, start,
                      time.perf_counter() - scan_start)
     checkpoint.remove()
