@@ -15,7 +15,8 @@ import torch
 
 from .data import LabelledImages, model_view, read_rgb
 from .models import LoadedModel, load_model
-from .pipeline import ClassMean, IngestOptions, LayerInfo, Scan, TopK, normaliser
+from .pipeline import IngestOptions, LayerInfo, Scan, normaliser
+from .runningstats import ClassMean, TopK
 from .taps import LayerTap, is_script
 
 
@@ -34,22 +35,19 @@ def init(address: str | None) -> None:
         ray.init(address=address, log_to_driver=False)
 
 
-class _Decode:
-    def __init__(self, images: LabelledImages, size: int):
-        self.images, self.size = images, size
-
-    def __call__(self, batch: dict) -> dict:
-        n = len(batch["id"])
-        out = np.zeros((n, 3, self.size, self.size), dtype=np.uint8)
-        ok, errors = np.zeros(n, dtype=bool), []
-        for k, image_id in enumerate(batch["id"].tolist()):
-            try:
-                out[k] = model_view(read_rgb(self.images.absolute(image_id)), self.size).numpy()
-                ok[k] = True
-                errors.append("")
-            except Exception as exc:  # noqa: BLE001 - recorded, like the local loader
-                errors.append(f"{type(exc).__name__}: {exc}")
-        return {"id": batch["id"], "image": out, "ok": ok, "error": np.array(errors, dtype=object)}
+def _decode(batch: dict, images: LabelledImages, size: int) -> dict:
+    """A Ray task: decode a batch of images as the model sees them; failures are recorded, not raised."""
+    n = len(batch["id"])
+    out = np.zeros((n, 3, size, size), dtype=np.uint8)
+    ok, errors = np.zeros(n, dtype=bool), []
+    for k, image_id in enumerate(batch["id"].tolist()):
+        try:
+            out[k] = model_view(read_rgb(images.absolute(image_id)), size).numpy()
+            ok[k] = True
+            errors.append("")
+        except Exception as exc:  # noqa: BLE001 - recorded, like the local loader
+            errors.append(f"{type(exc).__name__}: {exc}")
+    return {"id": batch["id"], "image": out, "ok": ok, "error": np.array(errors, dtype=object)}
 
 
 class _Scanner:
@@ -110,8 +108,8 @@ def scan(model: LoadedModel, layer_names: list[str], images: LabelledImages, opt
     label_ids = torch.tensor([classes[label] for label in images.labels])
     remote_model = model.weights if is_script(model.module) else model
     ds = (ray.data.from_items([{"id": i} for i in range(len(images))])
-          .map_batches(_Decode, fn_constructor_args=(images, options.image_size), batch_size=options.batch_size,
-                       concurrency=1, num_cpus=1)
+          .map_batches(_decode, fn_kwargs={"images": images, "size": options.image_size},
+                       batch_size=options.batch_size, num_cpus=1)
           .map_batches(_Scanner, fn_constructor_args=(remote_model, layer_names, hierarchy, str(device)),
                        batch_size=options.batch_size, concurrency=workers, num_cpus=1, num_gpus=gpus_per_worker,
                        max_task_retries=3, max_restarts=3))
