@@ -231,6 +231,24 @@ CREATE TABLE IF NOT EXISTS ica_components (
     PRIMARY KEY (model, dataset, layer, unit, mode, component)
 );
 
+-- Pictures made by optimisation or attribution (`neurocat visualize`, `neurocat gradcam`; SPEC §11).
+CREATE TABLE IF NOT EXISTS visualizations (
+    model VARCHAR NOT NULL,          -- model name
+    dataset VARCHAR NOT NULL,        -- data set of the ingest the model belongs to
+    layer VARCHAR NOT NULL,          -- dotted module name (for kind logit: the layer giving the logits)
+    unit INTEGER NOT NULL,           -- output channel index (for kind logit: the class index)
+    kind VARCHAR NOT NULL,           -- channel, unit or logit (activation maximisation), or gradcam
+    rank INTEGER NOT NULL,           -- gradcam: rank of the top image; 0 otherwise
+    image_id INTEGER,                -- gradcam: the top image; NULL otherwise
+    label VARCHAR,                   -- kind logit: the class name, when known
+    value DOUBLE,                    -- maximisation: objective on the final image; gradcam: the target's score
+    start_value DOUBLE,              -- maximisation: objective on the initial image
+    params VARCHAR,                  -- JSON: every setting that made the picture (steps, lr, seed, regularisers, ...)
+    png BLOB,                        -- the picture (gradcam: heat map over the image)
+    created_at TIMESTAMP,            -- when it was made (UTC)
+    PRIMARY KEY (model, dataset, layer, unit, kind, rank)
+);
+
 -- Fixed 0.1-wide bins for the per-layer histograms of Rafegas Fig. 5-6 (portable, no FLOOR()).
 CREATE TABLE IF NOT EXISTS index_bins (
     bin INTEGER NOT NULL,            -- 0..9

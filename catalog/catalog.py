@@ -14,7 +14,7 @@ QUERIES = ROOT / "queries"
 # Rows of these tables belong to one (model, dataset) run and are replaced together.
 RUN_TABLES = ("models", "layers", "units", "neuron_indexes", "top_images", "class_frequencies", "ingest_errors",
               "similarity_pairs", "layer_similarity", "class_vectors", "class_distances", "category_tree",
-              "category_mst", "filter_tree_nodes", "filter_tree_edges", "ica_components")
+              "category_mst", "filter_tree_nodes", "filter_tree_edges", "ica_components", "visualizations")
 DATASET_TABLES = ("datasets", "images", "image_labels")
 
 
@@ -86,7 +86,8 @@ class Catalog:
     def replace(self, tables: dict[str, Path | pa.Table], model: str, dataset: str, **key) -> None:
         """Replace only the given tables' rows for (``model``, ``dataset``[, ``key``]), in one transaction.
 
-        ``key`` narrows further (``label="horse"`` keeps other classes' rows). In ``neuron_indexes``
+        ``key`` narrows further (``label="horse"`` keeps other classes' rows; a list value means any
+        of them: ``unit=[0, 3]``). In ``neuron_indexes``
         only the indexes present in the incoming rows are replaced.
         """
         self._write(tables, model, dataset, (), key)
@@ -100,8 +101,11 @@ class Catalog:
                 if table in tables:
                     con.execute(f"DELETE FROM {table} WHERE dataset = ?", [dataset])
             for table in set(clear) | (set(tables) - set(DATASET_TABLES)):
-                where = "model = ? AND dataset = ?" + "".join(f' AND "{c}" = ?' for c in key)
-                params = [model, dataset, *key.values()]
+                where, params = "model = ? AND dataset = ?", [model, dataset]
+                for column, value in key.items():
+                    values = list(value) if isinstance(value, (list, tuple)) else [value]
+                    where += f' AND "{column}" IN ({", ".join("?" * len(values)) or "NULL"})'
+                    params += values
                 if table == "neuron_indexes" and table not in clear:
                     names = _column_values(tables[table], "index")
                     where += f""" AND "index" IN ({', '.join('?' * len(names)) or 'NULL'})"""

@@ -27,6 +27,7 @@ INDEXES = {
     "similarity_pairs": [("model", "dataset", "layer", "unit_a", "rank")],
     "class_distances": [("model", "dataset", "label_a", "distance")],
     "ica_components": [("model", "dataset", "layer", "unit")],
+    "visualizations": [("model", "dataset", "layer", "unit", "kind")],
     "filter_tree_nodes": [("model", "dataset", "label", "node")],
     "layers": [("model", "dataset", "layer_index")],
 }

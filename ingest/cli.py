@@ -241,6 +241,106 @@ def analyze_ica(model: str = MODEL_NAME, dataset: Optional[str] = DATASET, catal
 
 
 @app.command()
+def visualize(
+    model: str = MODEL_NAME, layer: str = typer.Option(..., "--layer", help="Layer of the neurons (kind logit: the "
+                                                                          "layer whose output are the logits, e.g. fc)."),
+    units: Optional[str] = typer.Option(None, "--units", help="Units (or class indexes) like 0-63,100. "
+                                                              "Default: every unit of the layer."),
+    where: Optional[str] = typer.Option(None, "--where", help="SQL condition on the neurons view, e.g. "
+                                                              "\"gamma > 0.9 AND alpha > 0.5\"."),
+    kind: str = typer.Option("channel", "--kind", help="channel (mean of the map), unit (its centre) or logit."),
+    dataset: Optional[str] = DATASET, catalog: Path = CATALOG,
+    size: int = typer.Option(128, "--size", min=16, help="Side of the optimised image, px."),
+    steps: int = typer.Option(256, "--steps", min=1, help="Gradient steps."),
+    lr: float = typer.Option(0.05, "--lr", min=0.0, help="Adam learning rate."),
+    param: str = typer.Option("fourier", "--param", help="fourier (decorrelated spectrum) or pixel."),
+    jitter: Optional[int] = typer.Option(None, "--jitter", min=0, help="Random shift, px. Default: size/16."),
+    rotate: float = typer.Option(5.0, "--rotate", min=0.0, help="Random rotation, ± degrees."),
+    scale: float = typer.Option(0.05, "--scale", min=0.0, max=0.5, help="Random zoom, ± fraction."),
+    blur: float = typer.Option(0.5, "--blur", min=0.0, help="Gaussian blur sigma, px (0: none)."),
+    l2: float = typer.Option(0.0, "--l2", min=0.0, help="Weight of the L2 penalty (distance from gray)."),
+    tv: float = typer.Option(0.0, "--tv", min=0.0, help="Weight of the total-variation penalty."),
+    seed: int = typer.Option(0, "--seed", help="Seed; each neuron derives its own from it."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Neurons optimised together."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda. Default: cuda when available."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+):
+    """Activation maximisation: an image that each chosen neuron (or class logit) answers most,
+    optimised with jitter, rotation, scale, blur and optional L2 / total-variation penalties;
+    stored in the visualizations table and shown on the neuron page."""
+    from .visualize import parse_units, visualize as run
+
+    try:
+        chosen = parse_units(units) if units else None
+    except UsageError as exc:
+        _fail(exc)
+    _analyze(run, catalog, model, layer, chosen, where, kind, dataset, size, steps, lr, param, jitter, rotate, scale,
+             blur, l2, tv, seed, batch_size, device, progress=not quiet)
+
+
+@app.command()
+def gradcam(
+    image: Optional[Path] = typer.Argument(None, help="An image file. Without it: the top images of the neurons "
+                                                      "chosen with --units / --where, stored in the catalogue."),
+    model: str = typer.Option(..., "--model", help="A model name in --catalog, or (with IMAGE) any --model of ingest."),
+    layer: str = typer.Option(..., "--layer", help="With IMAGE: the layer whose maps are weighted. Without: the "
+                                                   "neurons' layer."),
+    label: Optional[int] = typer.Option(None, "--label", help="Class index of the logit. Default: the predicted class."),
+    channel: Optional[int] = typer.Option(None, "--channel", help="Explain this channel (its spatial maximum) "
+                                                                  "instead of a logit."),
+    channel_layer: Optional[str] = typer.Option(None, "--channel-layer", help="Layer of --channel. Default: --layer."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="state_dict for a torchvision --model (with IMAGE)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Overlay PNG. Default: IMAGE's name + '-gradcam.png' here."),
+    image_size: int = typer.Option(224, "--image-size", min=8, help="Input size (with IMAGE and a model not in "
+                                                                    "the catalogue)."),
+    units: Optional[str] = typer.Option(None, "--units", help="Neurons like 0-63 (without IMAGE)."),
+    where: Optional[str] = typer.Option(None, "--where", help="SQL condition on the neurons view (without IMAGE)."),
+    top: int = typer.Option(4, "--top", min=1, help="Top images per neuron (without IMAGE)."),
+    at: Optional[str] = typer.Option(None, "--at", help="Layer whose maps are weighted (without IMAGE). "
+                                                        "Default: the ingested layer before --layer."),
+    dataset: Optional[str] = DATASET, catalog: Path = CATALOG,
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda. Default: cuda when available."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+):
+    """grad-CAM heat maps: for one IMAGE and a class (or a channel) as an overlay PNG, or for the
+    top images of chosen neurons, stored in the visualizations table (kind 'gradcam')."""
+    from .visualize import gradcam_file, gradcam_top_images, parse_units
+
+    if image is None:
+        try:
+            chosen = parse_units(units) if units else None
+        except UsageError as exc:
+            _fail(exc)
+        _analyze(gradcam_top_images, catalog, model, layer, chosen, where, top, at, dataset, device,
+                 progress=not quiet)
+        return
+    import catalog as cat_lib
+
+    from .analyze import model_of, run_info
+    from .models import load_model
+
+    try:
+        if not image.exists():
+            raise UsageError(f"no image at {image}")
+        network = None
+        if catalog.exists():
+            with cat_lib.open(catalog, read_only=True) as cat:
+                known = cat.con.execute("SELECT count(*) FROM models WHERE model = ?", [model]).fetchone()[0]
+                if known:
+                    info = run_info(cat, model, dataset)
+                    network, image_size = model_of(info), info["image_size"]
+        if network is None:
+            network = load_model(model, str(weights) if weights else None)
+        target = out or Path(f"{image.stem}-gradcam.png")
+        path, score, predicted = gradcam_file(network, image, layer, target, label, channel, channel_layer,
+                                              image_size, device)
+    except UsageError as exc:
+        _fail(exc)
+    what = f"channel {channel}" if channel is not None else f"class {label if label is not None else predicted}"
+    typer.echo(f"grad-CAM of {what} at {layer} (score {score:.4g}): {path}")
+
+
+@app.command()
 def query(
     sql: str = typer.Argument(..., help="SQL to run, e.g. \"SELECT model, layer, unit FROM neurons WHERE gamma > 0.9\"."),
     catalog: Path = typer.Option(Path("catalog.duckdb"), help="DuckDB catalogue file."),

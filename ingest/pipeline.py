@@ -30,6 +30,7 @@ from .receptive_field import ReceptiveField, receptive_fields
 from .runningstats import ClassMean, TopK
 from .taps import LayerTap
 from .selectivity import class_selectivity, color_name, color_selectivity, curve_area
+from .self_activation import nf_self_activation
 
 
 @dataclass
@@ -287,6 +288,10 @@ def build_tables(model_name: str, model: LoadedModel, images: LabelledImages, sc
         for k, v in cols.items():
             rows[table].setdefault(k, []).extend(v.tolist() if isinstance(v, np.ndarray) else v)
 
+    device = options.resolved_device()
+    net = model.module.to(device).eval()
+    fill = scan_result.mean_colour.to(device)
+    mean, std = normaliser(model, device)
     n_neurons = 0
     for name, top in tqdm(scan_result.tops.items(), desc="indexes", unit="layer", disable=not options.progress):
         info = scan_result.layers[name]
@@ -308,6 +313,8 @@ def build_tables(model_name: str, model: LoadedModel, images: LabelledImages, sc
         has_nf = alive & (n_used > 0)
         alpha = np.where(has_nf, color.alpha, np.nan)
         area = np.where(alive, curve_area(rel), np.nan)
+        self_act = nf_self_activation(net, name, nf, has_nf, a_max, info.rf, info.out_height, info.out_width,
+                                      options.image_size, fill, lambda x: (x - mean) / std, options.batch_size)
         nf_u8 = (nf.cpu().permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
 
         rf = info.rf
@@ -324,7 +331,8 @@ def build_tables(model_name: str, model: LoadedModel, images: LabelledImages, sc
                            else None for u in range(c)],
                alpha_method=[("centred" if color.centred[u] else "uncentred") if has_nf[u] else None for u in range(c)],
                gamma_m=[int(m) if m > 0 else None for m in gamma.m])
-        for index, vals in (("alpha", alpha), ("gamma", gamma.gamma), ("curve_area", area)):
+        for index, vals in (("alpha", alpha), ("gamma", gamma.gamma), ("curve_area", area),
+                             ("nf_self_activation", self_act)):
             extend("neuron_indexes", model=[model_name] * c, dataset=[ds] * c, layer=[name] * c, unit=units,
                    index=[index] * c, value=vals)
         uu, rr = np.nonzero(valid)

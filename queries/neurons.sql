@@ -2,7 +2,7 @@
 -- A new index lands in neuron_indexes without a schema change; add a line here to show it as a column.
 SELECT
     u.model, u.dataset, u.layer, u.unit,
-    ix.alpha, ix.gamma, ix.curve_area,
+    ix.alpha, ix.gamma, ix.curve_area, ix.nf_self_activation,
     ix.sparsity, ix.flatness, ix.mf_degree, ix.mf_zscore, ix.mf_pvalue,
     CASE WHEN ix.mf_zscore > 0 THEN 'multi-faceted' WHEN ix.mf_zscore <= 0 THEN 'single-faceted' END AS faceted,
     u.hue, u.color_name, u.gamma_m, u.a_max, u.dead, u.n_top, u.nf_n_used, u.alpha_method, u.nf_png
@@ -12,6 +12,7 @@ LEFT JOIN (
         MAX(CASE WHEN "index" = 'alpha' THEN value END) AS alpha,
         MAX(CASE WHEN "index" = 'gamma' THEN value END) AS gamma,
         MAX(CASE WHEN "index" = 'curve_area' THEN value END) AS curve_area,
+        MAX(CASE WHEN "index" = 'nf_self_activation' THEN value END) AS nf_self_activation,
         MAX(CASE WHEN "index" = 'sparsity' THEN value END) AS sparsity,
         MAX(CASE WHEN "index" = 'flatness' THEN value END) AS flatness,
         MAX(CASE WHEN "index" = 'mf_degree' THEN value END) AS mf_degree,

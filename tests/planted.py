@@ -41,3 +41,25 @@ class _CrashOnce(nn.Sequential):
             open(self.marker, "w").close()
             os._exit(1)
         return super().forward(x)
+
+
+def corner_classifier(size: int = 16) -> nn.Module:
+    """Class 0 counts red in the top-left quarter, class 1 green in the bottom-right quarter.
+
+    Layer "0" has two 1×1 channels: red (R − G) and green (G − R); "2" flattens, "3" is the linear
+    classifier that reads each channel in its own corner only.
+    """
+    conv = nn.Conv2d(3, 2, 1)
+    linear = nn.Linear(2 * size * size, 2)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.zero_()
+        conv.weight[0, 0], conv.weight[0, 1] = 1.0, -1.0
+        conv.weight[1, 0], conv.weight[1, 1] = -1.0, 1.0
+        linear.weight.zero_()
+        linear.bias.zero_()
+        half = size // 2
+        w = linear.weight.view(2, 2, size, size)
+        w[0, 0, :half, :half] = 1.0
+        w[1, 1, half:, half:] = 1.0
+    return nn.Sequential(conv, nn.ReLU(), nn.Flatten(), linear)

@@ -42,6 +42,11 @@ def site(tmp_path_factory):
     model = LoadedModel(planted().eval(), "planted", "callable", None, (0.0,) * 3, (1.0,) * 3)
     opts = IngestOptions(image_size=32, batch_size=8, workers=0, progress=False, device="cpu", top_n=12)
     ingest(model, open_images(planted_images(tmp / "data")), tmp / "c.duckdb", "planted", ["0"], opts)
+    from ingest.visualize import gradcam_top_images, visualize
+
+    with catalog.open(tmp / "c.duckdb") as cat:
+        visualize(cat, "planted", "0", size=24, steps=16, param="pixel", device="cpu", network=model, progress=False)
+        gradcam_top_images(cat, "planted", "0", top=3, device="cpu", network=model, progress=False)
     db, metadata, _ = prepare(tmp / "c.duckdb")
     with running(db, metadata, timeout=30) as base:
         yield {"base": base, "db": db, "duckdb": tmp / "c.duckdb", "name": db.stem}
@@ -114,10 +119,12 @@ def test_canned_query_form_returns_rows(site, browser):
 def test_neuron_page_has_contact_sheet_and_chart(site, browser):
     page = browser.new_page()
     page.goto(f"{site['base']}/-/neuron?model=planted&dataset=data&layer=0&unit=0")
-    for selector in ("#nf", "#sheet", "#classes"):
+    for selector in ("#nf", "#am-channel", "#sheet", "#classes"):
         page.wait_for_function(f"document.querySelector('{selector}').complete")
         assert page.eval_on_selector(selector, "e => e.naturalWidth") > 0, selector
-    assert "red" in page.inner_text("#indexes")
+    assert "red" in page.inner_text("#indexes") and "NF self-activation" in page.inner_text("#indexes")
+    page.wait_for_function("[...document.querySelectorAll('img.gradcam')].every(e => e.complete)")
+    assert page.eval_on_selector_all("img.gradcam", "els => els.map(e => e.naturalWidth)") == [32] * 3  # the 32 px overlays
     shot(page, "neuron-page")
     page.goto(f"{site['base']}/-/model?model=planted")
     page.wait_for_function("[...document.querySelectorAll('img.figure')].every(e => e.complete)")

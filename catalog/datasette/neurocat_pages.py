@@ -50,17 +50,33 @@ async def neuron_page(datasette, request):
                                      "WHERE s.model = ? AND s.dataset = ? AND s.layer = ? AND s.unit_a = ? "
                                      "ORDER BY s.rank", list(key))
     classes = await _rows(datasette, plots.CLASS_FREQUENCIES_SQL, list(key))
+    pictures = await _rows(datasette, "SELECT kind, rank, image_id, value FROM visualizations WHERE model = ? "
+                                      "AND dataset = ? AND layer = ? AND unit = ? ORDER BY kind, rank", list(key))
     query = urlencode(dict(zip(("model", "dataset", "layer", "unit"), map(str, key))))
     link = lambda unit: "/-/neuron?" + urlencode({"model": key[0], "dataset": key[1], "layer": key[2], "unit": unit})  # noqa: E731
     return Response.html(await datasette.render_template("neuron.html", {
         "neuron": neuron, "query": query, "similar": [(u, p, e, link(u)) for u, p, e in similar],
-        "classes": classes, "key": key}, request=request))
+        "classes": classes, "key": key,
+        "optimised": [(kind, value) for kind, _, _, value in pictures if kind != "gradcam"],
+        "gradcams": [(rank, image_id, value) for kind, rank, image_id, value in pictures if kind == "gradcam"]},
+        request=request))
 
 
 async def nf_png(datasette, request):
     key = _neuron_key(request)
     rows = await _rows(datasette, "SELECT nf_png FROM units WHERE model = ? AND dataset = ? AND layer = ? AND unit = ?",
                        list(key or ("", "", "", -1)))
+    return _png(rows[0][0] if rows else None)
+
+
+async def visualization_png(datasette, request):
+    key = _neuron_key(request)
+    try:
+        kind, rank = request.args["kind"], int(request.args.get("rank", 0))
+    except (KeyError, ValueError):
+        return _png(None)
+    rows = await _rows(datasette, "SELECT png FROM visualizations WHERE model = ? AND dataset = ? AND layer = ? "
+                                  "AND unit = ? AND kind = ? AND rank = ?", list(key or ("", "", "", -1)) + [kind, rank])
     return _png(rows[0][0] if rows else None)
 
 
@@ -111,6 +127,7 @@ def register_routes():
         (r"^/-/neuron$", neuron_page),
         (r"^/-/neuron/nf\.png$", nf_png),
         (r"^/-/neuron/sheet\.png$", sheet_png),
+        (r"^/-/neuron/visualization\.png$", visualization_png),
         (r"^/-/neuron/classes\.png$", classes_png),
         (r"^/-/model$", model_page),
         (r"^/-/model/plot\.png$", model_plot),
