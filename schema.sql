@@ -93,7 +93,7 @@ CREATE TABLE IF NOT EXISTS neuron_indexes (
     dataset VARCHAR NOT NULL,        -- data set name
     layer VARCHAR NOT NULL,          -- dotted module name
     unit INTEGER NOT NULL,           -- output channel index
-    "index" VARCHAR NOT NULL,        -- index name: alpha, gamma, curve_area, sparsity, flatness, mf_degree, mf_zscore, mf_pvalue, ...
+    "index" VARCHAR NOT NULL,        -- index name: alpha, gamma, curve_area, nf_self_activation, color_drop, sparsity, flatness, mf_degree, mf_zscore, mf_pvalue, plugin indexes (orientation, ...)
     value DOUBLE,                    -- index value; NULL for a dead neuron
     PRIMARY KEY (model, dataset, layer, unit, "index")
 );
@@ -229,6 +229,56 @@ CREATE TABLE IF NOT EXISTS ica_components (
     component INTEGER NOT NULL,      -- 0..7 (fewer when the neuron has fewer crops)
     png BLOB,                        -- the independent component as an image, rescaled to 0..255
     PRIMARY KEY (model, dataset, layer, unit, mode, component)
+);
+
+-- γ and the label frequencies for each extra label column of the manifest (`image_labels`).
+CREATE TABLE IF NOT EXISTS label_selectivity (
+    model VARCHAR NOT NULL,          -- model name
+    dataset VARCHAR NOT NULL,        -- data set name
+    layer VARCHAR NOT NULL,          -- dotted module name
+    unit INTEGER NOT NULL,           -- output channel index
+    label_set VARCHAR NOT NULL,      -- the manifest column (e.g. hue, texture)
+    gamma DOUBLE,                    -- γ over this column's labels of the top images (images without one are left out); NULL for a dead neuron
+    m INTEGER,                       -- M: labels needed to cover th of the weight
+    top_label VARCHAR,               -- the label with the largest f
+    top_frequency DOUBLE,            -- its f
+    PRIMARY KEY (model, dataset, layer, unit, label_set)
+);
+
+CREATE TABLE IF NOT EXISTS label_frequencies (
+    model VARCHAR NOT NULL,          -- model name
+    dataset VARCHAR NOT NULL,        -- data set name
+    layer VARCHAR NOT NULL,          -- dotted module name
+    unit INTEGER NOT NULL,           -- output channel index
+    label_set VARCHAR NOT NULL,      -- the manifest column
+    label VARCHAR NOT NULL,          -- a value of it
+    count INTEGER NOT NULL,          -- top images with this label
+    frequency DOUBLE NOT NULL,       -- f: their share of the summed relative activation
+    PRIMARY KEY (model, dataset, layer, unit, label_set, label)
+);
+
+-- Each class's chain of generic classes (WordNet hypernyms for ImageNet ids; SPEC §12).
+CREATE TABLE IF NOT EXISTS label_hierarchy (
+    dataset VARCHAR NOT NULL,        -- data set name
+    label VARCHAR NOT NULL,          -- a class of the data set
+    ancestor VARCHAR NOT NULL,       -- the class itself (depth 0) or a more generic class containing it
+    depth INTEGER NOT NULL,          -- steps up from the class: 0 itself, 1 its parent, ...
+    name VARCHAR,                    -- the ancestor's readable name (WordNet: its first lemma)
+    PRIMARY KEY (dataset, label, depth)
+);
+
+-- Neuron ablation (after Morcos et al. 2018): one channel zeroed, per-class accuracy on a held-out split.
+CREATE TABLE IF NOT EXISTS ablation (
+    model VARCHAR NOT NULL,          -- model name
+    dataset VARCHAR NOT NULL,        -- data set name
+    layer VARCHAR NOT NULL,          -- dotted module name
+    unit INTEGER NOT NULL,           -- the zeroed output channel
+    label VARCHAR NOT NULL,          -- class
+    n_images INTEGER NOT NULL,       -- held-out images of the class
+    base_accuracy DOUBLE NOT NULL,   -- top-1 accuracy on them, intact network
+    accuracy DOUBLE NOT NULL,        -- top-1 accuracy with the channel zeroed
+    delta_accuracy DOUBLE NOT NULL,  -- accuracy − base_accuracy (negative: the class needs the channel)
+    PRIMARY KEY (model, dataset, layer, unit, label)
 );
 
 -- Pictures made by optimisation or attribution (`neurocat visualize`, `neurocat gradcam`; SPEC §11).

@@ -14,13 +14,30 @@ QUERIES = ROOT / "queries"
 # Rows of these tables belong to one (model, dataset) run and are replaced together.
 RUN_TABLES = ("models", "layers", "units", "neuron_indexes", "top_images", "class_frequencies", "ingest_errors",
               "similarity_pairs", "layer_similarity", "class_vectors", "class_distances", "category_tree",
-              "category_mst", "filter_tree_nodes", "filter_tree_edges", "ica_components", "visualizations")
-DATASET_TABLES = ("datasets", "images", "image_labels")
+              "category_mst", "filter_tree_nodes", "filter_tree_edges", "ica_components", "visualizations",
+              "label_selectivity", "label_frequencies", "ablation")
+DATASET_TABLES = ("datasets", "images", "image_labels", "label_hierarchy")
 
 
-def view_files() -> dict[str, str]:
-    """View name -> SELECT text, one view per file in queries/."""
-    return {p.stem: p.read_text() for p in sorted(QUERIES.glob("*.sql"))}
+def view_files(more_indexes: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
+    """View name -> SELECT text, one view per file in queries/.
+
+    ``more_indexes`` (say, plugin indexes) become columns of ``neurons`` beside the ones its file names.
+    """
+    views = {p.stem: p.read_text() for p in sorted(QUERIES.glob("*.sql"))}
+    extra = [n for n in more_indexes if n not in builtin_indexes()]
+    for name in extra:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+            raise ValueError(f"index name {name!r} must be lower-case letters, digits and _")
+    views["neurons"] = views["neurons"].replace(
+        "-- @more-indexes: columns", "".join(f"ix.{n}, " for n in extra)).replace(
+        "-- @more-indexes: pivot", "".join(f""", MAX(CASE WHEN "index" = '{n}' THEN value END) AS {n}""" for n in extra))
+    return views
+
+
+def builtin_indexes() -> list[str]:
+    """The indexes that queries/neurons.sql names itself."""
+    return re.findall(r"\"index\" = '(\w+)'", (QUERIES / "neurons.sql").read_text())
 
 
 def schema_tables() -> dict[str, str]:
@@ -35,12 +52,13 @@ def schema_tables() -> dict[str, str]:
     return out
 
 
-def create_views(execute, replace_prefix: str = "CREATE OR REPLACE VIEW", materialise: tuple[str, ...] = ()) -> None:
+def create_views(execute, replace_prefix: str = "CREATE OR REPLACE VIEW", materialise: tuple[str, ...] = (),
+                 more_indexes: list[str] | tuple[str, ...] = ()) -> None:
     """Create every view of queries/, in dependency order (a view may use another).
 
     Views named in ``materialise`` become tables built from the same SQL (for a read-only copy).
     """
-    pending = view_files()
+    pending = view_files(more_indexes)
     while pending:
         failed = {}
         for name, sql in pending.items():
@@ -73,7 +91,18 @@ class Catalog:
         if self.con.execute("SELECT count(*) FROM index_bins").fetchone()[0] == 0:
             self.con.executemany("INSERT INTO index_bins VALUES (?, ?, ?)",
                                  [(b, b / 10, (b + 1) / 10 if b < 9 else 1.0 + 1e-9) for b in range(10)])
-        create_views(self.con.execute)
+        self._views = None
+        self.refresh_views()
+
+    def index_names(self) -> list[str]:
+        return [r[0] for r in self.con.execute('SELECT DISTINCT "index" FROM neuron_indexes ORDER BY 1').fetchall()]
+
+    def refresh_views(self) -> None:
+        """(Re)create the views when the set of index names changed: a new index becomes a column of ``neurons``."""
+        names = self.index_names()
+        if names != self._views:
+            create_views(self.con.execute, more_indexes=names)
+            self._views = names
 
     def load_run(self, tables: dict[str, Path | pa.Table], model: str, dataset: str) -> None:
         """Replace one (model, dataset) run with the given Parquet files (or Arrow tables), in one transaction.
@@ -124,6 +153,8 @@ class Catalog:
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        if "neuron_indexes" in tables or "neuron_indexes" in clear:
+            self.refresh_views()
 
     def _columns(self, table: str) -> list[str]:
         return [r[0] for r in self.con.execute(

@@ -78,7 +78,8 @@ def publish(catalog_path: str | Path, out: str | Path, batch_rows: int = 50_000)
                              f"SELECT rowid, {', '.join(cols)} FROM {table}")
         # The pivot behind `neurons` is cheap in DuckDB, slow in SQLite on millions of rows: the read-only
         # copy stores its result (same SQL text) and indexes it.
-        create_views(lite.execute, "CREATE VIEW", materialise=MATERIALISED)
+        names = [r[0] for r in lite.execute('SELECT DISTINCT "index" FROM neuron_indexes ORDER BY 1').fetchall()]
+        create_views(lite.execute, "CREATE VIEW", materialise=MATERIALISED, more_indexes=names)
         for cols in (("model", "dataset", "layer", "unit"), ("layer", "gamma"), ("layer", "alpha"), ("gamma",),
                      ("alpha",), ("color_name",), ("faceted",)):
             lite.execute(f"CREATE INDEX idx_neurons_{'_'.join(cols)} ON neurons ({', '.join(_q(c) for c in cols)})")
@@ -131,7 +132,7 @@ def view_descriptions() -> dict[str, str]:
     """View -> its leading SQL comment."""
     out = {}
     for name, sql in view_files().items():
-        lines = [ln[2:].strip() for ln in sql.splitlines() if ln.startswith("--")]
+        lines = [ln[2:].strip() for ln in sql.splitlines() if ln.startswith("--") and "@more-indexes" not in ln]
         out[name] = " ".join(lines)
     return out
 

@@ -199,3 +199,63 @@ def analyze_ica(cat: Catalog, model: str, dataset: str | None = None, layers: li
         cat.replace({"ica_components": pa.table(table)}, model, ds, layer=layer)
         written += len(table["png"])
     return {"ica_components": written}
+
+
+def analyze_index(cat: Catalog, model: str, name: str, dataset: str | None = None) -> dict[str, int]:
+    """Compute one registered index plugin for every ingested layer, from the stored NFs and top images."""
+    import io
+
+    from PIL import Image
+
+    from . import indexes
+
+    functions = indexes.registered()
+    if name not in functions:
+        raise UsageError(f"no index plugin named {name!r}; installed: {', '.join(sorted(functions)) or 'none'} "
+                         f"(entry-point group {indexes.GROUP!r})")
+    info = run_info(cat, model, dataset)
+    ds = info["dataset"]
+    classes = classes_of(cat, ds)
+    class_index = {c: i for i, c in enumerate(classes)}
+    table = {c: [] for c in ("model", "dataset", "layer", "unit", "index", "value")}
+    for (layer,) in cat.con.execute("SELECT layer FROM layers WHERE model = ? AND dataset = ? ORDER BY layer_index",
+                                    [model, ds]).fetchall():
+        units = cat.con.execute("SELECT unit, nf_png, a_max FROM units WHERE model = ? AND dataset = ? AND layer = ? "
+                                "ORDER BY unit", [model, ds, layer]).fetchall()
+        tops = cat.con.execute("SELECT t.unit, t.rank, t.rel_activation, i.label FROM top_images t "
+                               "JOIN images i ON i.dataset = t.dataset AND i.image_id = t.image_id "
+                               "WHERE t.model = ? AND t.dataset = ? AND t.layer = ?", [model, ds, layer]).fetchall()
+        c, n = len(units), max((r[1] for r in tops), default=0) + 1
+        size = next((Image.open(io.BytesIO(u[1])).size[0] for u in units if u[1] is not None), 1)
+        nf = np.zeros((c, size, size, 3))
+        for u, png, _ in units:
+            if png is not None:
+                nf[u] = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float64) / 255
+        rel, labels = np.full((c, n), np.nan), np.full((c, n), -1, dtype=np.int64)
+        for u, rank, value, label in tops:
+            rel[u, rank] = np.nan if value is None else value
+            labels[u, rank] = class_index[label]
+        data = indexes.LayerData(model, layer, nf, np.array([u[1] is not None for u in units]),
+                                 np.array([np.nan if u[2] is None else u[2] for u in units]), rel, labels, classes)
+        values = indexes.compute({name: functions[name]}, data)[name]
+        for key, value in (("model", [model] * c), ("dataset", [ds] * c), ("layer", [layer] * c),
+                           ("unit", list(range(c))), ("index", [name] * c),
+                           ("value", [None if np.isnan(v) else float(v) for v in values])):
+            table[key] += value
+    cat.replace({"neuron_indexes": pa.table(table)}, model, ds)
+    return {"neuron_indexes": len(table["unit"])}
+
+
+def analyze_label_hierarchy(cat: Catalog, dataset: str, file: str | None = None) -> dict[str, int]:
+    """Replace a data set's class hierarchy: from a CSV child,parent[,name], or WordNet for ImageNet ids."""
+    from .labels import hierarchy_rows, read_parents
+
+    if cat.dataset_fingerprint(dataset) is None:
+        known = [r[0] for r in cat.con.execute("SELECT dataset FROM datasets ORDER BY 1").fetchall()]
+        raise UsageError(f"no data set {dataset!r} in the catalogue; it holds: {', '.join(known) or 'none'}")
+    parents, names = read_parents(file) if file else (None, None)
+    rows = hierarchy_rows(classes_of(cat, dataset), parents, names)
+    table = pa.table({"dataset": [dataset] * len(rows),
+                      **{k: [r[i] for r in rows] for i, k in enumerate(("label", "ancestor", "depth", "name"))}})
+    cat.replace({"label_hierarchy": table}, "", dataset)
+    return {"label_hierarchy": len(rows)}

@@ -240,6 +240,75 @@ def analyze_ica(model: str = MODEL_NAME, dataset: Optional[str] = DATASET, catal
     _analyze(run, catalog, model, dataset, _split(layers), size, components, device, progress=not quiet)
 
 
+@analyze_app.command("index")
+def analyze_index(name: str = typer.Argument(..., help="The index plugin's entry-point name (e.g. orientation)."),
+                  model: str = MODEL_NAME, dataset: Optional[str] = DATASET, catalog: Path = CATALOG):
+    """Compute an index plugin (entry-point group neuron_catalog.indexes) from the stored NFs and top images;
+    it lands in neuron_indexes and as a column of neurons."""
+    from .analyze import analyze_index as run
+
+    _analyze(run, catalog, model, name, dataset)
+
+
+@analyze_app.command("label-hierarchy")
+def analyze_label_hierarchy(dataset: str = typer.Option(..., "--dataset", help="The data set whose classes to place."),
+                            file: Optional[Path] = typer.Option(None, "--file", help="CSV with columns child,parent"
+                                                                "[,name]. Default: WordNet, for ImageNet ids."),
+                            catalog: Path = CATALOG):
+    """Replace a data set's class hierarchy (label_hierarchy), used by rolled_up_gamma and
+    rolled_up_class_frequencies."""
+    from .analyze import analyze_label_hierarchy as run
+
+    _analyze(run, catalog, dataset, str(file) if file else None)
+
+
+@app.command()
+def compare(
+    model_a: str = typer.Argument(..., help="A model name in the catalogue."),
+    model_b: str = typer.Argument(..., help="Another, ingested on the same data set."),
+    dataset: Optional[str] = DATASET, catalog: Path = CATALOG,
+    format: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),
+):
+    """Two models side by side: layers by relative depth with α and γ summaries, and per layer how well
+    each neuron's top images match its best neuron of the other model (Jaccard; views best_match,
+    neuron_overlap, shared_top_images)."""
+    import catalog as cat_lib
+    from catalog.compare import compare as run
+
+    try:
+        with cat_lib.open(catalog, read_only=True) as cat:
+            tables = run(cat, model_a, model_b, dataset)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+    for title, table in tables.items():
+        if format == Format.table:
+            typer.secho(f"\n-- {title}", bold=True)
+        write_rows(table, format, sys.stdout)
+
+
+@app.command()
+def ablate(
+    model: str = MODEL_NAME, layer: str = typer.Option(..., "--layer", help="Layer whose channels are zeroed."),
+    units: Optional[str] = typer.Option(None, "--units", help="Units like 0-63. Default: every unit of the layer."),
+    split: float = typer.Option(0.2, "--split", min=0.0, max=1.0, help="Held-out fraction of the data set's images "
+                                                                       "(chosen by a hash of the path)."),
+    dataset: Optional[str] = DATASET, catalog: Path = CATALOG,
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per forward pass."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda. Default: cuda when available."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+):
+    """Ablation importance (after Morcos et al. 2018): zero one channel at a time and record each class's
+    accuracy change on a held-out split (table ablation, view ablation_importance)."""
+    from .ablation import ablate as run
+    from .visualize import parse_units
+
+    try:
+        chosen = parse_units(units) if units else None
+    except UsageError as exc:
+        _fail(exc)
+    _analyze(run, catalog, model, layer, chosen, dataset, split, batch_size, device, progress=not quiet)
+
+
 @app.command()
 def visualize(
     model: str = MODEL_NAME, layer: str = typer.Option(..., "--layer", help="Layer of the neurons (kind logit: the "

@@ -27,6 +27,7 @@ class CropPlan:
     tops: torch.Tensor       # (E,) receptive-field top row in the model's input
     lefts: torch.Tensor      # (E,)
     weights: torch.Tensor    # (E,) relative activation w
+    positions: torch.Tensor | None = None  # (E,) flat position of the maximum in the layer's map
 
 
 def plan_crops(layer: str, rf: ReceptiveField, out_width: int, values: torch.Tensor, image_ids: torch.Tensor,
@@ -42,7 +43,7 @@ def plan_crops(layer: str, rf: ReceptiveField, out_width: int, values: torch.Ten
     ys, xs = pos // out_width, pos % out_width
     return CropPlan(layer, rf, min(rf.size, nf_max_size), values.shape[0], units[order].cpu(), ids[order].cpu(),
                     (rf.offset_y + ys * rf.stride)[order].cpu(), (rf.offset_x + xs * rf.stride)[order].cpu(),
-                    w[order].cpu().float())
+                    w[order].cpu().float(), pos[order].cpu())
 
 
 class NeuronFeatureAccumulator:
@@ -78,17 +79,64 @@ class NeuronFeatureAccumulator:
         return nf.clamp(0, 1), sigma, self.n_used
 
 
+def in_batch(p: CropPlan, batch_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(plan indices, their rows in the batch) of the planned entries whose image is in ``batch_ids`` (sorted)."""
+    lo = int(torch.searchsorted(p.image_ids, batch_ids[0]))
+    hi = int(torch.searchsorted(p.image_ids, batch_ids[-1], right=True))
+    if hi <= lo:
+        return torch.empty(0, dtype=torch.int64), torch.empty(0, dtype=torch.int64)
+    slot = torch.searchsorted(batch_ids, p.image_ids[lo:hi])
+    ok = batch_ids[slot.clamp(max=len(batch_ids) - 1)] == p.image_ids[lo:hi]
+    return torch.arange(lo, hi)[ok], slot[ok]
+
+
+class ColorDrop:
+    """The response-based colour index of the authors' later code: 1 − Σ a_gray / Σ a over a neuron's
+    NF crops, a_gray the activation at the same position once the image is grayscale (ITU-R 601
+    luma; the position only sees its receptive field, so this is the crop made gray)."""
+
+    LUMA = (0.299, 0.587, 0.114)
+
+    def __init__(self, plan: CropPlan, a_max: torch.Tensor, device):
+        self.plan = plan
+        self.a_max = a_max.to(device).float()
+        self.gray = torch.zeros(plan.channels, device=device)
+        self.colour = torch.zeros(plan.channels, device=device)
+
+    @classmethod
+    def grayscale(cls, batch: torch.Tensor) -> torch.Tensor:
+        luma = torch.tensor(cls.LUMA, device=batch.device).view(1, 3, 1, 1)
+        return (batch * luma).sum(1, keepdim=True).expand_as(batch)
+
+    def add(self, gray_output: torch.Tensor, batch_ids: torch.Tensor) -> None:
+        """``gray_output``: the layer's output (B, C[, H, W]) on the grayscale batch."""
+        idx, slot = in_batch(self.plan, batch_ids.cpu())
+        if len(idx) == 0:
+            return
+        device = self.gray.device
+        units = self.plan.units[idx].to(device)
+        out = gray_output.flatten(2) if gray_output.dim() == 4 else gray_output.unsqueeze(2)
+        values = out[slot.to(device), units, self.plan.positions[idx].to(device)].float().clamp(min=0)
+        self.gray.index_add_(0, units, values)
+        self.colour.index_add_(0, units, self.plan.weights[idx].to(device) * self.a_max[units])
+
+    def result(self) -> torch.Tensor:
+        """(C,) colour drop; NaN where no crop was used."""
+        return torch.where(self.colour > 0, 1 - self.gray / self.colour.clamp(min=1e-30),
+                           torch.full_like(self.colour, float("nan")))
+
+
 def gather_crops(p: CropPlan, batch: torch.Tensor, batch_ids: torch.Tensor, fill: torch.Tensor):
     """Yield ``(plan indices, crops (E, 3, s, s))`` for the planned crops whose image is in ``batch``.
 
     ``batch`` is (B, 3, H, W) float in [0, 1] with sorted ``batch_ids``; crops come in chunks of
     about 256 MB.
     """
-    lo = int(torch.searchsorted(p.image_ids, batch_ids[0]))
-    hi = int(torch.searchsorted(p.image_ids, batch_ids[-1], right=True))
-    if hi <= lo:
+    idx, slot = in_batch(p, batch_ids.cpu())
+    if len(idx) == 0:
         return
     device = batch.device
+    slot = slot.to(device)
     # Large fields: shrink the image once and crop at NF resolution, rather than cut
     # full-size crops and shrink each (the same picture, far less memory and time).
     s = p.nf_size
@@ -100,10 +148,6 @@ def gather_crops(p: CropPlan, batch: torch.Tensor, batch_ids: torch.Tensor, fill
     h, w = batch.shape[2:]
     padded = fill.view(1, 3, 1, 1).expand(batch.shape[0], 3, h + 2 * s, w + 2 * s).clone()
     padded[:, :, s:s + h, s:s + w] = batch
-    slot = torch.searchsorted(batch_ids, p.image_ids[lo:hi].to(batch_ids.device)).to(device)
-    ok = batch_ids.to(device)[slot.clamp(max=len(batch_ids) - 1)] == p.image_ids[lo:hi].to(device)
-    idx = torch.arange(lo, hi)[ok.cpu()]
-    slot = slot[ok]
     offsets = torch.arange(s, device=device)
     tops = torch.floor(p.tops[idx].double() * scale + 0.5).long().to(device) + s
     lefts = torch.floor(p.lefts[idx].double() * scale + 0.5).long().to(device) + s

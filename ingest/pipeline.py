@@ -19,13 +19,14 @@ from tqdm import tqdm
 
 import catalog
 
-from . import __version__, analyses
+from . import __version__, analyses, indexes
 from .analyses import png_bytes
 from .data import LabelledImages, loader
 from .errors import UsageError
+from .labels import hierarchy_rows
 from .layers import resolve_layers
 from .models import LoadedModel
-from .neuron_feature import NeuronFeatureAccumulator, plan_crops
+from .neuron_feature import ColorDrop, NeuronFeatureAccumulator, plan_crops
 from .receptive_field import ReceptiveField, receptive_fields
 from .runningstats import ClassMean, TopK
 from .taps import LayerTap
@@ -245,7 +246,8 @@ def scan(model: LoadedModel, layer_names: list[str], images: LabelledImages, opt
 
 
 def neuron_features(model: LoadedModel, images: LabelledImages, scan_result: Scan, options: IngestOptions):
-    """Crops of every layer's top images in one pass over their union; returns {layer: (nf, σ, n_used)}."""
+    """Crops of every layer's top images in one pass over their union, and the same images made gray
+    through the network for the colour drop; returns {layer: (nf, σ, n_used, nf_size, colour drop)}."""
     device = options.resolved_device()
     plans = []
     for name, top in scan_result.tops.items():
@@ -253,12 +255,15 @@ def neuron_features(model: LoadedModel, images: LabelledImages, scan_result: Sca
         plans.append(plan_crops(name, info.rf, info.out_width, top.values, top.image_ids, top.positions,
                                 options.min_rel, options.n_max, options.nf_max_size))
     accumulators = [NeuronFeatureAccumulator(p, device) for p in plans]
+    drops = {p.layer: ColorDrop(p, scan_result.tops[p.layer].values[:, 0].clamp(min=0), device) for p in plans}
     needed = sorted(set(torch.cat([p.image_ids for p in plans]).tolist())) if plans else []
     fill = scan_result.mean_colour.to(device)
+    net = model.module.to(device).eval()
+    mean, std = normaliser(model, device)
     batches = loader(images, options.image_size, options.batch_size, options.resolved_workers(), needed,
                      pin_memory=device.type == "cuda")
-    with torch.inference_mode(), tqdm(total=len(needed), desc="crops", unit="img",
-                                      disable=not options.progress) as bar:
+    with torch.inference_mode(), LayerTap(net, list(drops)) as tap, \
+            tqdm(total=len(needed), desc="crops", unit="img", disable=not options.progress) as bar:
         for batch, batch_ids, errors in batches:
             scan_result.errors.extend((i, f"unreadable when cropping: {e}") for i, e in errors)
             bar.update(len(batch_ids) + len(errors))
@@ -267,7 +272,10 @@ def neuron_features(model: LoadedModel, images: LabelledImages, scan_result: Sca
             x = batch.to(device, non_blocking=True).float().div_(255)
             for acc in accumulators:
                 acc.add(x, batch_ids, fill)
-    return {acc.plan.layer: acc.result() + (acc.plan.nf_size,) for acc in accumulators}
+            if drops:
+                tap.run((ColorDrop.grayscale(x) - mean) / std, lambda name, out: drops[name].add(out, batch_ids))
+    return {acc.plan.layer: acc.result() + (acc.plan.nf_size, drops[acc.plan.layer].result())
+            for acc in accumulators}
 
 
 def build_tables(model_name: str, model: LoadedModel, images: LabelledImages, scan_result: Scan, features,
@@ -278,7 +286,14 @@ def build_tables(model_name: str, model: LoadedModel, images: LabelledImages, sc
     class_index = {c: i for i, c in enumerate(classes)}
     label_ids = np.array([class_index[label] for label in images.labels], dtype=np.int64)
     rows: dict[str, dict[str, list]] = {t: {} for t in
-                                        ("layers", "units", "neuron_indexes", "top_images", "class_frequencies")}
+                                        ("layers", "units", "neuron_indexes", "top_images", "class_frequencies",
+                                         "label_selectivity", "label_frequencies")}
+    plugins = indexes.registered()
+    label_sets = {}  # extra label columns: (values, per-image ids, -1 where empty)
+    for label_set, values in images.extra_labels.items():
+        names = sorted({v for v in values if v})
+        position = {v: i for i, v in enumerate(names)}
+        label_sets[label_set] = (names, np.array([position.get(v, -1) for v in values], dtype=np.int64))
 
     def put(table, **cols):
         for k, v in cols.items():
@@ -295,7 +310,7 @@ def build_tables(model_name: str, model: LoadedModel, images: LabelledImages, sc
     n_neurons = 0
     for name, top in tqdm(scan_result.tops.items(), desc="indexes", unit="layer", disable=not options.progress):
         info = scan_result.layers[name]
-        nf, sigma, n_used, nf_size = features[name]
+        nf, sigma, n_used, nf_size, color_drop = features[name]
         values = top.values.cpu().double().numpy()
         ids = top.image_ids.cpu().numpy()
         pos = top.positions.cpu().numpy().astype(np.int64)
@@ -332,7 +347,8 @@ def build_tables(model_name: str, model: LoadedModel, images: LabelledImages, sc
                alpha_method=[("centred" if color.centred[u] else "uncentred") if has_nf[u] else None for u in range(c)],
                gamma_m=[int(m) if m > 0 else None for m in gamma.m])
         for index, vals in (("alpha", alpha), ("gamma", gamma.gamma), ("curve_area", area),
-                             ("nf_self_activation", self_act)):
+                             ("nf_self_activation", self_act),
+                             ("color_drop", np.where(has_nf, color_drop.cpu().double().numpy(), np.nan))):
             extend("neuron_indexes", model=[model_name] * c, dataset=[ds] * c, layer=[name] * c, unit=units,
                    index=[index] * c, value=vals)
         uu, rr = np.nonzero(valid)
@@ -343,13 +359,31 @@ def build_tables(model_name: str, model: LoadedModel, images: LabelledImages, sc
                unit=uu, rank=rr, image_id=ids[uu, rr], activation=values[uu, rr], rel_activation=rel[uu, rr],
                y=ys, x=xs, crop_top=rf.offset_y + ys * rf.stride, crop_left=rf.offset_x + xs * rf.stride,
                crop_size=[rf.size] * len(uu), in_nf=in_nf)
+        layer_data = indexes.LayerData(model_name, name, nf_u8.astype(np.float64) / 255, has_nf,
+                                       np.where(valid[:, 0], a_max, np.nan), rel, labels, classes)
+        for index, vals in indexes.compute(plugins, layer_data).items():
+            extend("neuron_indexes", model=[model_name] * c, dataset=[ds] * c, layer=[name] * c, unit=units,
+                   index=[index] * c, value=vals)
+        for label_set, (names, per_image) in label_sets.items():
+            set_labels = np.where(valid, per_image[np.clip(ids, 0, None)], -1)
+            sel = class_selectivity(rel, set_labels, len(names), options.gamma_th)
+            top = sel.frequency.argmax(1)
+            live = sel.m > 0
+            extend("label_selectivity", model=[model_name] * c, dataset=[ds] * c, layer=[name] * c, unit=units,
+                   label_set=[label_set] * c, gamma=sel.gamma, m=[int(m) if m > 0 else None for m in sel.m],
+                   top_label=[names[t] if ok else None for t, ok in zip(top, live)],
+                   top_frequency=np.where(live, sel.frequency[units, top], np.nan))
+            lu, ll = np.nonzero(sel.count)
+            extend("label_frequencies", model=[model_name] * len(lu), dataset=[ds] * len(lu),
+                   layer=[name] * len(lu), unit=lu, label_set=[label_set] * len(lu), label=[names[i] for i in ll],
+                   count=sel.count[lu, ll], frequency=sel.frequency[lu, ll])
         cu, cl = np.nonzero(gamma.count)
         extend("class_frequencies", model=[model_name] * len(cu), dataset=[ds] * len(cu), layer=[name] * len(cu),
                unit=cu, label=[classes[i] for i in cl], count=gamma.count[cu, cl],
                frequency=gamma.frequency[cu, cl])
 
     errors = sorted(set(scan_result.errors))
-    tables = {t: pa.table(cols) for t, cols in rows.items()}
+    tables = {t: pa.table(cols) for t, cols in rows.items() if cols}  # no label columns: no label rows
     for t, table in tables.items():  # NaN means "undefined": store it as NULL
         tables[t] = pa.table({n: _nan_to_null(col) for n, col in zip(table.column_names, table.columns)})
     tables["ingest_errors"] = pa.table({
@@ -402,7 +436,10 @@ def dataset_tables(images: LabelledImages, mean_rgb: list[float]) -> dict[str, p
         extra_ids += range(n)
         extra_sets += [label_set] * n
         extra_values += values
+    hierarchy = hierarchy_rows(images.classes)
     return {
+        "label_hierarchy": pa.table({"dataset": [images.name] * len(hierarchy),
+                                     **dict(zip(("label", "ancestor", "depth", "name"), map(list, zip(*hierarchy))))}),
         "datasets": pa.table({"dataset": [images.name], "root": [str(images.root.resolve())], "n_images": [n],
                               "n_classes": [len(images.classes)], "fingerprint": [images.fingerprint()],
                               "mean_r": [mean_rgb[0]], "mean_g": [mean_rgb[1]], "mean_b": [mean_rgb[2]]}),

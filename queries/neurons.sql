@@ -1,9 +1,12 @@
 -- One row per neuron: its facts from `units` and every known index from `neuron_indexes` as a column.
--- A new index lands in neuron_indexes without a schema change; add a line here to show it as a column.
+-- A new index lands in neuron_indexes without a schema change. Indexes not named here (plugins, see
+-- README) become columns too: the catalogue fills the two `-- @more-indexes` lines when it creates the view.
 SELECT
     u.model, u.dataset, u.layer, u.unit,
     ix.alpha, ix.gamma, ix.curve_area, ix.nf_self_activation,
     ix.sparsity, ix.flatness, ix.mf_degree, ix.mf_zscore, ix.mf_pvalue,
+    ix.color_drop,
+    -- @more-indexes: columns
     CASE WHEN ix.mf_zscore > 0 THEN 'multi-faceted' WHEN ix.mf_zscore <= 0 THEN 'single-faceted' END AS faceted,
     u.hue, u.color_name, u.gamma_m, u.a_max, u.dead, u.n_top, u.nf_n_used, u.alpha_method, u.nf_png
 FROM units AS u
@@ -17,7 +20,9 @@ LEFT JOIN (
         MAX(CASE WHEN "index" = 'flatness' THEN value END) AS flatness,
         MAX(CASE WHEN "index" = 'mf_degree' THEN value END) AS mf_degree,
         MAX(CASE WHEN "index" = 'mf_zscore' THEN value END) AS mf_zscore,
-        MAX(CASE WHEN "index" = 'mf_pvalue' THEN value END) AS mf_pvalue
+        MAX(CASE WHEN "index" = 'mf_pvalue' THEN value END) AS mf_pvalue,
+        MAX(CASE WHEN "index" = 'color_drop' THEN value END) AS color_drop
+        -- @more-indexes: pivot
     FROM neuron_indexes
     GROUP BY model, dataset, layer, unit
 ) AS ix

@@ -44,7 +44,7 @@ class _CrashOnce(nn.Sequential):
 
 
 def corner_classifier(size: int = 16) -> nn.Module:
-    """Class 0 counts red in the top-left quarter, class 1 green in the bottom-right quarter.
+    """Class 0 counts red in the top-left quarter, class 1 green in the bottom-right quarter (+ 0.5).
 
     Layer "0" has two 1×1 channels: red (R − G) and green (G − R); "2" flattens, "3" is the linear
     classifier that reads each channel in its own corner only.
@@ -62,4 +62,5 @@ def corner_classifier(size: int = 16) -> nn.Module:
         w = linear.weight.view(2, 2, size, size)
         w[0, 0, :half, :half] = 1.0
         w[1, 1, half:, half:] = 1.0
+        linear.bias[1] = 0.5  # a blank image is class 1, so losing the red channel costs class 0
     return nn.Sequential(conv, nn.ReLU(), nn.Flatten(), linear)

@@ -3,10 +3,12 @@ import math
 import sqlite3
 
 import pytest
+import torch
 
 import catalog
 from catalog.catalog import create_views, view_files
 from ingest.data import open_images
+from ingest.ablation import ablate
 from ingest.analyze import analyze_filter_tree
 from ingest.pipeline import ingest
 
@@ -19,7 +21,7 @@ def to_sqlite(cat, path):
         con.execute(f"CREATE TABLE {table} ({cols})")
         rows = [tuple(r.values()) for r in t.to_pylist()]
         con.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(t.column_names))})", rows)
-    create_views(con.execute, "CREATE VIEW")
+    create_views(con.execute, "CREATE VIEW", more_indexes=cat.index_names())
     return con
 
 
@@ -48,6 +50,10 @@ def both(tmp_path_factory):
     ingest(model, images, tmp / "c.duckdb", "other", ["0"], opts)
     cat = catalog.open(tmp / "c.duckdb")
     analyze_filter_tree(cat, "planted", "red", network=model, progress=False)
+    # A classifier whose layer "0" is the planted conv, so the ablation views have rows.
+    classifier = LoadedModel(torch.nn.Sequential(model.module[0], torch.nn.AdaptiveMaxPool2d(1), torch.nn.Flatten()),
+                             "planted", "callable", None, (0.0,) * 3, (1.0,) * 3)
+    ablate(cat, "planted", "0", split=0.5, device="cpu", network=classifier, progress=False)
     yield cat, to_sqlite(cat, str(tmp / "c.db"))
     cat.close()
 
