@@ -237,7 +237,10 @@ def analyze_index(cat: Catalog, model: str, name: str, dataset: str | None = Non
             labels[u, rank] = class_index[label]
         data = indexes.LayerData(model, layer, nf, np.array([u[1] is not None for u in units]),
                                  np.array([np.nan if u[2] is None else u[2] for u in units]), rel, labels, classes)
-        values = indexes.compute({name: functions[name]}, data)[name]
+        try:
+            values = indexes.compute({name: functions[name]}, data)[name]
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
         for key, value in (("model", [model] * c), ("dataset", [ds] * c), ("layer", [layer] * c),
                            ("unit", list(range(c))), ("index", [name] * c),
                            ("value", [None if np.isnan(v) else float(v) for v in values])):

@@ -267,7 +267,7 @@ def compare(
     model_a: str = typer.Argument(..., help="A model name in the catalogue."),
     model_b: str = typer.Argument(..., help="Another, ingested on the same data set."),
     dataset: Optional[str] = DATASET, catalog: Path = CATALOG,
-    format: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),
+    format: Format = typer.Option(Format.table, "--format", "-f", help="Output format (json: one object of sections)."),
 ):
     """Two models side by side: layers by relative depth with α and γ summaries, and per layer how well
     each neuron's top images match its best neuron of the other model (Jaccard; views best_match,
@@ -280,9 +280,13 @@ def compare(
             tables = run(cat, model_a, model_b, dataset)
     except (FileNotFoundError, ValueError) as exc:
         _fail(exc)
+    if format is Format.json:  # one document: {section: rows}
+        json.dump({title: [{k: _plain(v) for k, v in r.items()} for r in t.to_pylist()] for title, t in tables.items()},
+                  sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return
     for title, table in tables.items():
-        if format == Format.table:
-            typer.secho(f"\n-- {title}", bold=True)
+        typer.secho(f"\n-- {title}", bold=True)
         write_rows(table, format, sys.stdout)
 
 

@@ -52,14 +52,23 @@ def registered() -> dict[str, IndexFunction]:
     return found
 
 
-def compute(functions: dict[str, IndexFunction], data: LayerData) -> dict[str, np.ndarray]:
-    """Each index's (C,) values, checked; NaN (stored as NULL) where a neuron has none."""
+def compute(functions: dict[str, IndexFunction], data: LayerData, strict: bool = True) -> dict[str, np.ndarray]:
+    """Each index's (C,) values, checked; NaN (stored as NULL) where a neuron has none.
+
+    With ``strict=False`` (at ingest) a failing plugin is skipped with a warning: another package's
+    bug must not cost the run.
+    """
     out = {}
     for name, fn in functions.items():
-        values = np.asarray(fn(data), dtype=np.float64)
-        if values.shape != (len(data.has_nf),):
-            raise ValueError(f"index {name!r} returned shape {values.shape} for layer {data.layer}; "
-                             f"it must return one value per neuron ({len(data.has_nf)})")
+        try:
+            values = np.asarray(fn(data), dtype=np.float64)
+            if values.shape != (len(data.has_nf),):
+                raise ValueError(f"it returned shape {values.shape}, not one value per neuron ({len(data.has_nf)})")
+        except Exception as exc:  # noqa: BLE001 - any plugin failure
+            if strict:
+                raise ValueError(f"index {name!r} failed on layer {data.layer}: {exc}") from exc
+            warnings.warn(f"index {name!r} skipped on layer {data.layer}: {exc}")
+            continue
         out[name] = values
     return out
 
@@ -68,6 +77,8 @@ def orientation_selectivity(data: LayerData) -> np.ndarray:
     """Coherence of the NF's structure tensor, (λ1 − λ2) / (λ1 + λ2) of Σ ∇I ∇Iᵀ over the gray NF:
     1 for a single orientation (an edge or grating), 0 for none (a blob, noise, a flat patch)."""
     gray = data.nf.mean(axis=3)                       # (C, s, s)
+    if min(gray.shape[1:]) < 2:                       # a 1-pixel field has no structure
+        return np.full(len(data.has_nf), np.nan)
     gy, gx = np.gradient(gray, axis=(1, 2))
     jxx, jyy, jxy = (gx * gx).sum((1, 2)), (gy * gy).sum((1, 2)), (gx * gy).sum((1, 2))
     trace = jxx + jyy

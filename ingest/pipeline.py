@@ -361,7 +361,7 @@ def build_tables(model_name: str, model: LoadedModel, images: LabelledImages, sc
                crop_size=[rf.size] * len(uu), in_nf=in_nf)
         layer_data = indexes.LayerData(model_name, name, nf_u8.astype(np.float64) / 255, has_nf,
                                        np.where(valid[:, 0], a_max, np.nan), rel, labels, classes)
-        for index, vals in indexes.compute(plugins, layer_data).items():
+        for index, vals in indexes.compute(plugins, layer_data, strict=False).items():
             extend("neuron_indexes", model=[model_name] * c, dataset=[ds] * c, layer=[name] * c, unit=units,
                    index=[index] * c, value=vals)
         for label_set, (names, per_image) in label_sets.items():
