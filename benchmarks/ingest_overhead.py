@@ -19,7 +19,7 @@ import torch
 
 from ingest.data import loader, open_images
 from ingest.models import load_model
-from ingest.pipeline import IngestOptions, normaliser, ingest, scan
+from ingest.pipeline import IngestOptions, autocast_context, normaliser, ingest, scan
 from ingest.layers import resolve_layers
 from ingest.stimuli import generate
 
@@ -27,13 +27,16 @@ from ingest.stimuli import generate
 def plain_forward(model, images, options) -> float:
     device = options.resolved_device()
     net = model.module.to(device).eval()
+    if options.channels_last:
+        net = net.to(memory_format=torch.channels_last)
     mean, std = normaliser(model, device)
     start = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast_context(device, options.autocast):  # the same precision as the scan
         for batch, _ids, _errors in loader(images, options.image_size, options.batch_size, options.resolved_workers(),
                                            pin_memory=device.type == "cuda"):
             x = batch.to(device, non_blocking=True).float().div_(255)
-            net((x - mean) / std)
+            x = (x - mean) / std
+            net(x.contiguous(memory_format=torch.channels_last) if options.channels_last else x)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
@@ -55,6 +58,8 @@ def main() -> None:
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--device", default=None)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--autocast", default=None, help="bfloat16 or float16 for the scan (GPU)")
+    p.add_argument("--channels-last", action="store_true")
     args = p.parse_args()
 
     warnings.simplefilter("ignore")
@@ -64,7 +69,7 @@ def main() -> None:
     images = open_images(manifest)
     model = load_model(args.model)
     options = IngestOptions(batch_size=args.batch_size, image_size=args.image_size, device=args.device,
-                            progress=False)
+                            autocast=args.autocast, channels_last=args.channels_last, progress=False)
     layers = resolve_layers(model.module, None)
     plain_forward(model, images, options)  # warm-up: threads, allocator, page cache
     forward_s, scan_s = [], []

@@ -32,6 +32,10 @@ DEMO_QUERIES = [
     ("Single-faceted neurons per layer (Sadeghi)",
      "SELECT layer, single_faceted, round(single_faceted_fraction, 3) AS fraction, round(mean_mf_degree, 2) AS mf "
      "FROM faceted_by_layer ORDER BY layer_index"),
+    ("Neurons that see one hue whatever the shape (γ over the manifest's hue column), with both colour indexes",
+     "SELECT s.layer, s.unit, s.top_label AS hue, round(n.alpha, 3) AS alpha, round(n.color_drop, 3) AS color_drop "
+     "FROM label_selectivity s JOIN neurons n USING (model, dataset, layer, unit) WHERE s.label_set = 'hue' "
+     "AND s.m = 1 ORDER BY n.color_drop DESC LIMIT 5"),
     ("Share of colour-selective neurons per layer (colour fades with depth)",
      "SELECT layer, channels, rf_size, round(mean_alpha, 3) AS mean_alpha, round(color_selective_fraction, 3) AS colour_share "
      "FROM layer_summary ORDER BY layer_index"),
@@ -94,6 +98,9 @@ def ingest(
     out: Optional[Path] = typer.Option(None, help="Folder for a shard's state (with --shard)."),
     ica: bool = typer.Option(False, "--ica", help="Also compute ICA components of every neuron's top crops "
                                                   "(slower; or later with `neurocat analyze ica`)."),
+    autocast: Optional[str] = typer.Option(None, "--autocast", help="Run the scan under bfloat16 or float16 "
+                                                                    "autocast (GPU speed; top-N equal up to rounding)."),
+    channels_last: bool = typer.Option(False, "--channels-last", help="Run the scan in channels-last memory format."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
     """Index a model's neurons on a labelled image set: top-N images, crops, NF, α, γ, and the cheap
@@ -117,7 +124,8 @@ def ingest(
                                 color_threshold=color_threshold, hierarchy_layer=hierarchy_layer,
                                 similarity_k=None if similarity_full else similarity_k,
                                 checkpoint_every=checkpoint_every, engine=engine, address=address,
-                                gpus_per_worker=gpus_per_worker, progress=not quiet)
+                                gpus_per_worker=gpus_per_worker, autocast=autocast, channels_last=channels_last,
+                                progress=not quiet)
         if shard:
             from .shards import ingest_shard
 
@@ -548,7 +556,8 @@ def demo(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
     """Offline demo: generate a labelled stimulus set, index EfficientNet-Lite0 (real ImageNet weights), run
-    every analysis (ICA, and the filter tree of 'star', too), and print example queries."""
+    every analysis (ICA, the filter tree of 'star', optimised images of a few neurons, too), and print
+    example queries."""
     import catalog as cat_lib
 
     from .data import open_images
@@ -562,10 +571,14 @@ def demo(
                   IngestOptions(image_size=128, progress=not quiet))
     _print_summary(summary)
     from .analyze import analyze_filter_tree, analyze_ica
+    from .visualize import visualize
 
     with cat_lib.open(catalog) as cat:
         analyze_ica(cat, EFFICIENTNET_LITE0, size=24, progress=not quiet)
         analyze_filter_tree(cat, EFFICIENTNET_LITE0, "star", network=network, progress=not quiet)
+        # Optimised images for a few hue-selective neurons of a middle layer, shown on their pages.
+        visualize(cat, EFFICIENTNET_LITE0, DEMO_LAYERS[2], where="color_drop > 0.5", size=64, steps=96,
+                  batch_size=8, network=network, progress=not quiet, units=list(range(16)))
     with cat_lib.open(catalog, read_only=True) as cat:
         for title, sql in DEMO_QUERIES:
             typer.secho(f"\n-- {title}", bold=True)

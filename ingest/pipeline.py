@@ -49,6 +49,8 @@ class IngestOptions:
     hierarchy_layer: str | None = None  # default: the deepest chosen layer (SPEC §9)
     similarity_k: int | None = 10        # None: every pair
     checkpoint_every: int = 50           # batches between checkpoints of the scan (0: none)
+    autocast: str | None = None          # scan in bfloat16 or float16 autocast (None: float32)
+    channels_last: bool = False          # scan with channels-last memory format
     engine: str = "local"                # local | ray
     address: str | None = None           # Ray cluster address (engine ray); default a local one
     gpus_per_worker: float = 0.0         # engine ray: GPUs per model actor
@@ -162,8 +164,20 @@ class Checkpoint:
 def run_fingerprint(model: LoadedModel, layers: list[str], images: LabelledImages, options: IngestOptions) -> str:
     """What must match for a checkpoint to be resumed (not batch size or device: results do not depend on them)."""
     key = [model.architecture, model.source, str(model.weights), layers, images.fingerprint(), options.top_n,
-           options.image_size, options.hierarchy_layer]
+           options.image_size, options.hierarchy_layer] + [options.autocast] * bool(options.autocast)
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+
+
+def autocast_context(device: torch.device, dtype: str | None):
+    """``torch.autocast`` for ``bfloat16`` / ``float16``, or a no-op. Reductions stay in float32
+    (``TopK`` gets ``values.float()``), so only the layer outputs carry the lower precision."""
+    import contextlib
+
+    if dtype is None:
+        return contextlib.nullcontext()
+    if dtype not in ("bfloat16", "float16"):
+        raise UsageError(f"--autocast must be bfloat16 or float16, not {dtype!r}")
+    return torch.autocast(device.type, dtype=getattr(torch, dtype))
 
 
 def normaliser(model: LoadedModel, device):
@@ -178,6 +192,9 @@ def scan(model: LoadedModel, layer_names: list[str], images: LabelledImages, opt
     pooled output of the hierarchy layer. Memory is O(neurons × N + classes × channels)."""
     device = options.resolved_device()
     net = model.module.to(device).eval()
+    if options.channels_last:  # faster convolutions on tensor cores; the same numbers up to rounding
+        net = net.to(memory_format=torch.channels_last)
+    precision = autocast_context(device, options.autocast)
     types = {n: type(m).__name__ for n, m in net.named_modules()}
     infos = {n: LayerInfo(n, i, types.get(n, "Conv2d")) for i, n in enumerate(layer_names)}
     result = Scan({}, infos, colour_sum=torch.zeros(3, dtype=torch.int64, device=device),
@@ -189,7 +206,7 @@ def scan(model: LoadedModel, layer_names: list[str], images: LabelledImages, opt
 
     def observe(name, out):
         if name == result.hierarchy_layer and out.dim() in (2, 4):
-            pooled = out if out.dim() == 2 else out.mean(dim=(2, 3))
+            pooled = (out if out.dim() == 2 else out.mean(dim=(2, 3))).float()
             if result.class_mean is None:
                 result.class_mean = ClassMean(len(class_index), pooled.shape[1], device)
             result.class_mean.update(pooled, label_ids[batch_ids])
@@ -232,7 +249,11 @@ def scan(model: LoadedModel, layer_names: list[str], images: LabelledImages, opt
                     result.per_image["colour"].append(colour.cpu())
                 result.n_seen += len(ids_cpu)
                 batch_ids = ids_cpu.to(device, non_blocking=True)
-                tap.run((batch.float().div_(255) - mean) / std, observe)
+                x = (batch.float().div_(255) - mean) / std
+                if options.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with precision:
+                    tap.run(x, observe)
             done += len(ids_cpu) + len(errors)
             bar.update(len(ids_cpu) + len(errors))
             if checkpoint is not None and options.checkpoint_every and step % options.checkpoint_every == 0:

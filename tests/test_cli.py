@@ -34,7 +34,8 @@ def test_query_formats(tmp_path, planted_folder):
 def test_readme_documents_every_option():
     readme = (ROOT / "README.md").read_text()
     for command in ("ingest", "query", "demo", "publish", "serve", "plot", "merge", "analyze filter-tree", "analyze ica",
-                    "analyze similarity", "visualize", "gradcam"):
+                    "analyze similarity", "visualize", "gradcam", "compare", "ablate", "analyze index",
+                    "analyze label-hierarchy"):
         help_text = runner.invoke(app, command.split() + ["--help"], terminal_width=200).output
         for option in re.findall(r"(--[a-z][a-z-]+)", help_text):
             if option != "--help":
