@@ -32,10 +32,10 @@ DEMO_QUERIES = [
     ("Single-faceted neurons per layer (Sadeghi)",
      "SELECT layer, single_faceted, round(single_faceted_fraction, 3) AS fraction, round(mean_mf_degree, 2) AS mf "
      "FROM faceted_by_layer ORDER BY layer_index"),
-    ("Neurons that see one hue whatever the shape (γ over the manifest's hue column), with both colour indexes",
-     "SELECT s.layer, s.unit, s.top_label AS hue, round(n.alpha, 3) AS alpha, round(n.color_drop, 3) AS color_drop "
-     "FROM label_selectivity s JOIN neurons n USING (model, dataset, layer, unit) WHERE s.label_set = 'hue' "
-     "AND s.m = 1 ORDER BY n.color_drop DESC LIMIT 5"),
+    ("Most hue-selective neurons (γ over the manifest's hue column), with both colour indexes",
+     "SELECT s.layer, s.unit, round(s.gamma, 3) AS gamma_hue, s.top_label AS hue, round(n.alpha, 3) AS alpha, "
+     "round(n.color_drop, 3) AS color_drop FROM label_selectivity s JOIN neurons n USING (model, dataset, layer, unit) "
+     "WHERE s.label_set = 'hue' ORDER BY s.gamma DESC, n.a_max DESC LIMIT 5"),
     ("Share of colour-selective neurons per layer (colour fades with depth)",
      "SELECT layer, channels, rf_size, round(mean_alpha, 3) AS mean_alpha, round(color_selective_fraction, 3) AS colour_share "
      "FROM layer_summary ORDER BY layer_index"),
