@@ -110,7 +110,15 @@ class Catalog:
         Every run table loses its rows for (``model``, ``dataset``), analyses included; data set
         tables given are replaced for ``dataset``. Either every row lands or none does.
         """
+        if "label_hierarchy" in tables and self._same_classes(tables["label_hierarchy"], dataset):
+            # A hierarchy given with `neurocat analyze label-hierarchy` outlives re-ingests of the same classes.
+            tables = {t: v for t, v in tables.items() if t != "label_hierarchy"}
         self._write(tables, model, dataset, RUN_TABLES)
+
+    def _same_classes(self, incoming, dataset: str) -> bool:
+        held = {r[0] for r in self.con.execute("SELECT DISTINCT label FROM label_hierarchy WHERE dataset = ?",
+                                               [dataset]).fetchall()}
+        return bool(held) and held == set(_column_values(incoming, "label"))
 
     def replace(self, tables: dict[str, Path | pa.Table], model: str, dataset: str, **key) -> None:
         """Replace only the given tables' rows for (``model``, ``dataset``[, ``key``]), in one transaction.

@@ -21,6 +21,7 @@ from .errors import UsageError
 from .labels import imagenet_classes
 from .models import LoadedModel
 from .pipeline import normaliser
+from .taps import is_script
 
 
 def held_out(paths: list[str], fraction: float) -> list[int]:
@@ -64,6 +65,9 @@ def ablate(cat: Catalog, model: str, layer: str, units: list[int] | None = None,
     network = network or model_of(info)
     net = network.module.to(device).eval()
     mean, std = normaliser(network, device)
+    if is_script(net):
+        raise UsageError("ablation zeroes a channel with a forward hook, which TorchScript does not run; "
+                         "give the architecture with --weights instead")
     module = dict(net.named_modules())[layer]
     ablated: list[int | None] = [None]  # the channel to zero in the current forward pass
 

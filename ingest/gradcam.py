@@ -56,7 +56,7 @@ def grad_cam(model: nn.Module, images: torch.Tensor, at: str, target: Target) ->
                 index = torch.full((len(x),), 0 if target.index is None else target.index)
             if int(index.max()) >= scores.shape[1]:
                 raise UsageError(f"target {int(index.max())} out of range: the target has {scores.shape[1]} outputs")
-            score = scores[torch.arange(len(x)), index.to(scores.device)]
+            score = scores[torch.arange(len(x), device=scores.device), index.to(scores.device)]
             (grads,) = torch.autograd.grad(score.sum(), activation)
     finally:
         for h in handles:

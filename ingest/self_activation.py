@@ -45,6 +45,6 @@ def nf_self_activation(model: torch.nn.Module, layer: str, nf: torch.Tensor, has
             got = []
             tap.run(normalise(images), lambda _n, o: got.append(o))
             act = got[0] if got[0].dim() == 4 else got[0][:, :, None, None]
-            values = act[torch.arange(len(chunk)), chunk.to(device), min(y, act.shape[2] - 1), min(x, act.shape[3] - 1)]
+            values = act[torch.arange(len(chunk), device=device), chunk.to(device), min(y, act.shape[2] - 1), min(x, act.shape[3] - 1)]
             out[chunk.numpy()] = values.double().cpu().numpy() / a_max[chunk.numpy()]
     return out

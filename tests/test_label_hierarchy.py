@@ -70,6 +70,14 @@ def test_two_leaves_under_one_parent_have_m_1_at_the_parent(toy):
     assert cloud == {"red": 10, "blue": 10, "colour": 20, "thing": 20}
 
 
+def test_a_given_hierarchy_outlives_a_re_ingest(toy, planted_folder):
+    model = LoadedModel(colourful().eval(), "m", "callable", None, (0.0,) * 3, (1.0,) * 3)
+    ingest(model, open_images(planted_folder), toy, "m", ["0"],
+           IngestOptions(image_size=32, batch_size=8, workers=0, progress=False, device="cpu", top_n=20))
+    with catalog.open(toy, read_only=True) as cat:
+        assert cat.con.execute("SELECT max(depth) FROM label_hierarchy").fetchone()[0] == 2
+
+
 def test_ingest_writes_wordnet_chains_for_imagenet_ids(tmp_path):
     import numpy as np
     from PIL import Image
