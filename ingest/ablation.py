@@ -22,6 +22,7 @@ from .labels import imagenet_classes
 from .models import LoadedModel
 from .pipeline import normaliser
 from .taps import is_script
+from .visualize import choose_units, default_device
 
 
 def held_out(paths: list[str], fraction: float) -> list[int]:
@@ -45,19 +46,10 @@ def ablate(cat: Catalog, model: str, layer: str, units: list[int] | None = None,
            split: float = 0.2, batch_size: int = 32, device: str | None = None, network: LoadedModel | None = None,
            progress: bool = True) -> dict[str, int]:
     """Per (unit, class): accuracy with the unit's channel zeroed minus the intact accuracy, into ``ablation``."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device(device)
     info = run_info(cat, model, dataset)
     ds = info["dataset"]
-    row = cat.con.execute("SELECT channels FROM layers WHERE model = ? AND dataset = ? AND layer = ?",
-                          [model, ds, layer]).fetchone()
-    if row is None:
-        known = [r[0] for r in cat.con.execute("SELECT layer FROM layers WHERE model = ? AND dataset = ? "
-                                               "ORDER BY layer_index", [model, ds]).fetchall()]
-        raise UsageError(f"layer {layer!r} of {model!r} is not in the catalogue; ingested layers: {', '.join(known)}")
-    units = list(range(row[0])) if units is None else units
-    bad = [u for u in units if not 0 <= u < row[0]]
-    if bad:
-        raise UsageError(f"layer {layer} has units 0-{row[0] - 1}; not {bad[:5]}")
+    units = choose_units(cat, model, ds, layer, units, None)
     images = images_of(cat, ds)
     ids = held_out(images.paths, split)
     if not ids:
@@ -78,7 +70,7 @@ def ablate(cat: Catalog, model: str, layer: str, units: list[int] | None = None,
         out[:, ablated[0]] = 0
         return out
 
-    label_of = np.array([images.labels[i] for i in range(len(images))])
+    label_of = np.array(images.labels)
     classes = sorted(set(images.classes))
     class_index = {c: i for i, c in enumerate(classes)}
     correct = np.zeros((len(units) + 1, len(classes)), dtype=np.int64)  # row 0: intact
@@ -92,14 +84,15 @@ def ablate(cat: Catalog, model: str, layer: str, units: list[int] | None = None,
                 if batch is None:
                     continue
                 x = (batch.to(device).float() / 255 - mean) / std
-                truth = np.array([class_index[label] for label in label_of[batch_ids.numpy()]])
+                names = label_of[batch_ids.numpy()]
+                truth = np.array([class_index[label] for label in names])
                 np.add.at(totals, truth, 1)
                 for slot, unit in enumerate([None] + units):
                     ablated[0] = unit
                     scores = net(x)
                     outputs = outputs or output_classes(classes, scores.shape[1])
                     predicted = scores.argmax(1).cpu().numpy()
-                    hit = np.array([outputs[p] for p in predicted]) == np.array([classes[t] for t in truth])
+                    hit = np.array([outputs[p] for p in predicted]) == names
                     np.add.at(correct[slot], truth, hit.astype(np.int64))
     finally:
         handle.remove()

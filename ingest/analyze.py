@@ -45,6 +45,12 @@ def run_info(cat: Catalog, model: str, dataset: str | None) -> dict:
     return dict(zip(names, rows[0]))
 
 
+def ingested_layers(cat: Catalog, model: str, dataset: str) -> list[str]:
+    """The model's ingested layers, in model order."""
+    return [r[0] for r in cat.con.execute("SELECT layer FROM layers WHERE model = ? AND dataset = ? ORDER BY layer_index",
+                                          [model, dataset]).fetchall()]
+
+
 def classes_of(cat: Catalog, dataset: str) -> list[str]:
     return [r[0] for r in cat.con.execute("SELECT DISTINCT label FROM images WHERE dataset = ? ORDER BY 1",
                                           [dataset]).fetchall()]
@@ -151,8 +157,7 @@ def analyze_ica(cat: Catalog, model: str, dataset: str | None = None, layers: li
     images = images_of(cat, ds)
     fill = torch.tensor(cat.con.execute("SELECT mean_r, mean_g, mean_b FROM datasets WHERE dataset = ?",
                                         [ds]).fetchone(), dtype=torch.float32, device=device)
-    known = [r[0] for r in cat.con.execute("SELECT layer FROM layers WHERE model = ? AND dataset = ? ORDER BY layer_index",
-                                           [model, ds]).fetchall()]
+    known = ingested_layers(cat, model, ds)
     unknown = sorted(set(layers or []) - set(known))
     if unknown:
         raise UsageError(f"layers {unknown} were not ingested for {model!r}; ingested: {', '.join(known)}")
@@ -218,8 +223,7 @@ def analyze_index(cat: Catalog, model: str, name: str, dataset: str | None = Non
     classes = classes_of(cat, ds)
     class_index = {c: i for i, c in enumerate(classes)}
     table = {c: [] for c in ("model", "dataset", "layer", "unit", "index", "value")}
-    for (layer,) in cat.con.execute("SELECT layer FROM layers WHERE model = ? AND dataset = ? ORDER BY layer_index",
-                                    [model, ds]).fetchall():
+    for layer in ingested_layers(cat, model, ds):
         units = cat.con.execute("SELECT unit, nf_png, a_max FROM units WHERE model = ? AND dataset = ? AND layer = ? "
                                 "ORDER BY unit", [model, ds, layer]).fetchall()
         tops = cat.con.execute("SELECT t.unit, t.rank, t.rel_activation, i.label FROM top_images t "

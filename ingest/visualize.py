@@ -16,7 +16,7 @@ from catalog import Catalog
 
 from . import optvis
 from .analyses import png_bytes
-from .analyze import images_of, model_of, run_info
+from .analyze import images_of, ingested_layers, model_of, run_info
 from .data import loader
 from .errors import UsageError
 from .gradcam import Target, grad_cam, overlay
@@ -56,8 +56,7 @@ def choose_units(cat: Catalog, model: str, dataset: str, layer: str, units: list
     channels = cat.con.execute("SELECT channels FROM layers WHERE model = ? AND dataset = ? AND layer = ?",
                                [model, dataset, layer]).fetchone()
     if channels is None:
-        known = [r[0] for r in cat.con.execute("SELECT layer FROM layers WHERE model = ? AND dataset = ? "
-                                               "ORDER BY layer_index", [model, dataset]).fetchall()]
+        known = ingested_layers(cat, model, dataset)
         raise UsageError(f"layer {layer!r} of {model!r} is not in the catalogue; ingested layers: {', '.join(known)}")
     if where:
         try:
@@ -139,8 +138,7 @@ def visualize(cat: Catalog, model: str, layer: str, units: list[int] | None = No
 
 def previous_layer(cat: Catalog, model: str, dataset: str, layer: str) -> str:
     """The ingested layer before ``layer`` (``layer`` itself if it is the first)."""
-    rows = [r[0] for r in cat.con.execute("SELECT layer FROM layers WHERE model = ? AND dataset = ? "
-                                          "ORDER BY layer_index", [model, dataset]).fetchall()]
+    rows = ingested_layers(cat, model, dataset)
     i = rows.index(layer)
     return rows[i - 1] if i > 0 else layer
 
