@@ -1,4 +1,4 @@
-"""Theoretical receptive fields of any architecture, by gradient (SPEC §2).
+"""Theoretical receptive fields of any architecture, by gradient (docs/science.md §2).
 
 A copy of the network is made linear and positive: activations and normalisations become
 identities, max-pools become average pools, every weight becomes a positive constant. The
@@ -94,12 +94,13 @@ def receptive_fields(model: nn.Module, layers: list[str], image_size: int,
     model's image size are measured unclipped.
     """
     probe = _linearised(model)
+    device = next((t.device for t in [*probe.parameters(), *probe.buffers()]), torch.device("cpu"))
     result: dict[str, ReceptiveField] = {}
     size = image_size
     pending = list(layers)
     while pending:
         outputs: dict[str, torch.Tensor] = {}
-        x = torch.ones(1, 3, size, size, requires_grad=True)
+        x = torch.ones(1, 3, size, size, device=device, requires_grad=True)
         with LayerTap(probe, pending, average_pools=True) as tap:
             tap.run(x, outputs.__setitem__)
         retry = []
