@@ -83,7 +83,7 @@ CREATE TABLE IF NOT EXISTS units (
     nf_n_used INTEGER,               -- crops averaged into the Neuron Feature (relative activation >= min_rel)
     hue DOUBLE,                      -- hue of the first colour component, degrees in the opponent (O1, O2) plane
     color_name VARCHAR,              -- basic colour name of the NF's most chromatic pixels, for colour-selective neurons
-    alpha_method VARCHAR,            -- 'centred' PCA, or 'uncentred' for a nearly uniform NF (SPEC §4)
+    alpha_method VARCHAR,            -- 'centred' PCA, or 'uncentred' for a nearly uniform NF (docs/science.md §4)
     gamma_m INTEGER,                 -- M: fewest classes whose relative activation reaches gamma_th
     PRIMARY KEY (model, dataset, layer, unit)
 );
@@ -257,7 +257,7 @@ CREATE TABLE IF NOT EXISTS label_frequencies (
     PRIMARY KEY (model, dataset, layer, unit, label_set, label)
 );
 
--- Each class's chain of generic classes (WordNet hypernyms for ImageNet ids; SPEC §12).
+-- Each class's chain of generic classes (WordNet hypernyms for ImageNet ids; docs/science.md §12).
 CREATE TABLE IF NOT EXISTS label_hierarchy (
     dataset VARCHAR NOT NULL,        -- data set name
     label VARCHAR NOT NULL,          -- a class of the data set
@@ -281,7 +281,7 @@ CREATE TABLE IF NOT EXISTS ablation (
     PRIMARY KEY (model, dataset, layer, unit, label)
 );
 
--- Pictures made by optimisation or attribution (`neurocat visualize`, `neurocat gradcam`; SPEC §11).
+-- Pictures made by optimisation or attribution (`neurocat visualize`, `neurocat gradcam`; docs/science.md §11).
 CREATE TABLE IF NOT EXISTS visualizations (
     model VARCHAR NOT NULL,          -- model name
     dataset VARCHAR NOT NULL,        -- data set of the ingest the model belongs to

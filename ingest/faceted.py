@@ -1,4 +1,4 @@
-"""Multi-faceted measures of Sadeghi §2.1, §2.3 on CoF rows (SPEC §6)."""
+"""Multi-faceted measures of Sadeghi §2.1, §2.3 on CoF rows (docs/science.md §6)."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""grad-CAM (Selvaraju et al.; What do CNN neurons learn §2, SPEC §11): where in an image a
+"""grad-CAM (Selvaraju et al.; What do CNN neurons learn §2, docs/science.md §11): where in an image a
 class logit, or one channel of a layer, draws its evidence from, seen at a chosen layer.
 
 CAM = ReLU(Σ_k w_k A_k) with w_k the spatial mean of ∂score/∂A_k, upsampled to the input.

@@ -1,4 +1,4 @@
-"""Clustering of "What do CNN neurons learn" §3 (SPEC §9-10): category hierarchy and filter prediction tree."""
+"""Clustering of "What do CNN neurons learn" §3 (docs/science.md §9-10): category hierarchy and filter prediction tree."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,4 @@
-"""ICA visualisation of Sadeghi §2.2 (SPEC §7): independent spatial components of a neuron's top crops.
+"""ICA visualisation of Sadeghi §2.2 (docs/science.md §7): independent spatial components of a neuron's top crops.
 
 Pixels are the samples and crops the mixtures, so each component is an image. FastICA
 (symmetric, log-cosh) runs batched over many neurons at once, on the GPU when present.

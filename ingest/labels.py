@@ -1,4 +1,4 @@
-"""Class hierarchies for rolling selectivity up to generic classes (SPEC §12).
+"""Class hierarchies for rolling selectivity up to generic classes (docs/science.md §12).
 
 ImageNet ids (``n01440764``) get their WordNet 3.0 hypernym chain from a file made once from
 registry packages (tools/wordnet_hierarchy.py; licence in ingest/resources/WORDNET-LICENSE).

@@ -1,4 +1,4 @@
-"""Receptive-field crops and the Neuron Feature (SPEC §2-3), in one pass over the top images.
+"""Receptive-field crops and the Neuron Feature (docs/science.md §2-3), in one pass over the top images.
 
 Every layer's crops are gathered from each image while it is in memory, so an image is
 decoded once however many neurons rank it. Per neuron we accumulate Σ w·I, Σ I and Σ I²

@@ -41,12 +41,12 @@ class IngestOptions:
     device: str | None = None  # default: cuda when available
     image_size: int = 224
     workers: int | None = None  # DataLoader workers; default from the CPU count
-    min_rel: float = 0.7        # SPEC §3
-    n_max: int = 100            # SPEC §3
-    nf_max_size: int = 96       # NF side cap, pixels (SPEC §2 allows resizing very large fields)
-    gamma_th: float = 1.0       # SPEC §5
+    min_rel: float = 0.7        # docs/science.md §3
+    n_max: int = 100            # docs/science.md §3
+    nf_max_size: int = 96       # NF side cap, pixels (docs/science.md §2 allows resizing very large fields)
+    gamma_th: float = 1.0       # docs/science.md §5
     color_threshold: float = 0.25
-    hierarchy_layer: str | None = None  # default: the deepest chosen layer (SPEC §9)
+    hierarchy_layer: str | None = None  # default: the deepest chosen layer (docs/science.md §9)
     similarity_k: int | None = 10        # None: every pair
     checkpoint_every: int = 50           # batches between checkpoints of the scan (0: none)
     autocast: str | None = None          # scan in bfloat16 or float16 autocast (None: float32)

@@ -16,7 +16,7 @@ NO_IMAGE = -1
 def _order_key(values: torch.Tensor, image_ids: torch.Tensor) -> torch.Tensor:
     """An int64 key whose descending order is (value descending, image id ascending).
 
-    Ties between equal activations must go to the lower image id (SPEC §1); a single
+    Ties between equal activations must go to the lower image id (docs/science.md §1); a single
     ``topk`` over unique keys gives that exactly, where ``topk`` on floats would not.
     """
     v = torch.nan_to_num(values.float(), nan=float("-inf")) + 0.0  # -0.0 -> +0.0
@@ -103,7 +103,7 @@ class TopK:
 
 
 class ClassMean:
-    """Per class, the running mean of a feature vector (class representative vectors, SPEC §9)."""
+    """Per class, the running mean of a feature vector (class representative vectors, docs/science.md §9)."""
 
     def __init__(self, classes: int, dims: int, device="cpu"):
         self.sums = torch.zeros((classes, dims), dtype=torch.float64, device=device)

@@ -1,4 +1,4 @@
-"""Selectivity indexes of Rafegas et al.: colour α (SPEC §4), class γ (§5), ranked-curve area (§12)."""
+"""Selectivity indexes of Rafegas et al.: colour α (docs/science.md §4), class γ (§5), ranked-curve area (§12)."""
 from __future__ import annotations
 
 import colorsys

@@ -1,4 +1,4 @@
-"""NF self-activation (SPEC §12, the ICLR draft's Fig. 4): how strongly a neuron answers its own
+"""NF self-activation (docs/science.md §12, the ICLR draft's Fig. 4): how strongly a neuron answers its own
 Neuron Feature, relative to its strongest answer on the data set (a_max).
 
 The NF, scaled to the receptive-field size, is pasted at the receptive field of the centre

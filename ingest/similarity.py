@@ -1,4 +1,4 @@
-"""Neuron similarity of Sadeghi §2.4 (SPEC §8): Pearson and Euclidean between CoF rows of a layer."""
+"""Neuron similarity of Sadeghi §2.4 (docs/science.md §8): Pearson and Euclidean between CoF rows of a layer."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,4 @@
-"""NF self-activation (SPEC §12): the neuron's answer to its own NF, relative to a_max."""
+"""NF self-activation (docs/science.md §12): the neuron's answer to its own NF, relative to a_max."""
 import torch
 
 import catalog

@@ -48,7 +48,7 @@ def test_red_detector_dreams_red(param):
     rgb = image.mean((1, 2))
     o1 = (rgb[0] - rgb[1]) / math.sqrt(2)
     o2 = (rgb[0] + rgb[1] - 2 * rgb[2]) / math.sqrt(6)
-    hue = math.degrees(math.atan2(o2, o1)) % 360  # pure red sits at 30° in OPP (SPEC §4)
+    hue = math.degrees(math.atan2(o2, o1)) % 360  # pure red sits at 30° in OPP (docs/science.md §4)
     assert math.hypot(o1, o2) > 0.3 and (hue < 60 or hue > 345), (rgb, hue)
     assert rgb[0] > rgb[1] + 0.4 and rgb[0] > rgb[2] + 0.4
 

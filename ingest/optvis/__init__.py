@@ -1,4 +1,4 @@
-"""Activation maximisation (What do CNN neurons learn §2, SPEC §11), as separate composable parts:
+"""Activation maximisation (What do CNN neurons learn §2, docs/science.md §11), as separate composable parts:
 
 - ``param``: how an image is parameterised (pixels, or a decorrelated Fourier spectrum),
 - ``transforms``: random jitter, rotation, scale and a blur applied before every step,

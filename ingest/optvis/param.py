@@ -28,7 +28,7 @@ class PixelImage:
 
 
 class FourierImage:
-    """A spectrum scaled by 1/frequency^decay in the opponent colour space (SPEC §4's OPP axes).
+    """A spectrum scaled by 1/frequency^decay in the opponent colour space (docs/science.md §4's OPP axes).
 
     Low frequencies and colour-opponent directions get comparable step sizes, so the optimiser
     does not fill the image with high-frequency, correlated-colour noise.

@@ -103,7 +103,7 @@ class Compose:
 
 def standard_transforms(size: int, jitter: int | None = None, degrees: float = 5.0, scale: float = 0.05,
                         blur: float = 0.5) -> Compose:
-    """Jitter (default size/16 px), rotation, scale and blur: the regularisers of SPEC §11."""
+    """Jitter (default size/16 px), rotation, scale and blur: the regularisers of docs/science.md §11."""
     jitter = max(1, size // 16) if jitter is None else jitter
     parts = [Jitter(jitter)] * (jitter > 0) + [Rotate(degrees)] * (degrees > 0) + \
         [Scale(1 - scale, 1 + scale)] * (scale > 0) + [Blur(blur)] * (blur > 0)
