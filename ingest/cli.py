@@ -120,7 +120,7 @@ def ingest(
         else:
             images = open_images(data, dataset_name)
         options = IngestOptions(top_n=top_n, batch_size=batch_size, device=device, image_size=image_size,
-                                workers=workers, nf_max_size=nf_size, min_rel=min_rel, gamma_th=gamma_th,
+                                workers=workers, nf_size=nf_size, min_rel=min_rel, gamma_th=gamma_th,
                                 color_threshold=color_threshold, hierarchy_layer=hierarchy_layer,
                                 similarity_k=None if similarity_full else similarity_k,
                                 checkpoint_every=checkpoint_every, engine=engine, address=address,
@@ -406,7 +406,7 @@ def gradcam(
         network = None
         if catalog.exists():
             with cat_lib.open(catalog, read_only=True) as cat:
-                known = cat.con.execute("SELECT count(*) FROM models WHERE model = ?", [model]).fetchone()[0]
+                known = cat.runs(model).num_rows
                 if known:
                     info = run_info(cat, model, dataset)
                     network, image_size = model_of(info), info["image_size"]
@@ -544,7 +544,7 @@ def plot(
         with cat_lib.open(catalog, read_only=True) as cat:
             for name in FIGURES:
                 path = out_dir / f"{model}-{name}.png"
-                path.write_bytes(figure(name, lambda sql, params: cat.con.execute(sql, params).fetchall(), model))
+                path.write_bytes(figure(name, cat.rows, model, cat.run(model)["dataset"]))
                 typer.echo(str(path))
     except FileNotFoundError as exc:
         _fail(exc)

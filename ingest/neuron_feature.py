@@ -31,17 +31,17 @@ class CropPlan:
 
 
 def plan_crops(layer: str, rf: ReceptiveField, out_width: int, values: torch.Tensor, image_ids: torch.Tensor,
-               positions: torch.Tensor, min_rel: float, n_max: int, nf_max_size: int) -> CropPlan:
-    """Choose the crops of each live neuron with w >= min_rel among its first n_max ranks."""
+               positions: torch.Tensor, min_rel: float, nf_ranks: int, nf_size: int) -> CropPlan:
+    """Choose the crops of each live neuron with w >= min_rel among its first nf_ranks ranks."""
     a_max = values[:, :1]
     rel = values.clamp(min=0) / a_max.clamp(min=torch.finfo(values.dtype).tiny)
     ranks = torch.arange(values.shape[1], device=values.device).unsqueeze(0)
-    use = (a_max > 0) & (image_ids >= 0) & (rel >= min_rel) & (ranks < n_max)
+    use = (a_max > 0) & (image_ids >= 0) & (rel >= min_rel) & (ranks < nf_ranks)
     units = torch.arange(values.shape[0], device=values.device).unsqueeze(1).expand_as(values)[use]
     ids, pos, w = image_ids[use], positions[use].long(), rel[use]
     order = torch.argsort(ids, stable=True)
     ys, xs = pos // out_width, pos % out_width
-    return CropPlan(layer, rf, min(rf.size, nf_max_size), values.shape[0], units[order].cpu(), ids[order].cpu(),
+    return CropPlan(layer, rf, min(rf.size, nf_size), values.shape[0], units[order].cpu(), ids[order].cpu(),
                     (rf.offset_y + ys * rf.stride)[order].cpu(), (rf.offset_x + xs * rf.stride)[order].cpu(),
                     w[order].cpu().float(), pos[order].cpu())
 

@@ -1,13 +1,13 @@
-"""`--engine ray`: image decoding in Ray tasks, the model in an actor pool, the reduction on the driver.
+"""`--engine ray`: image decoding in Ray tasks, the model in an actor pool, the fold on the driver.
 
-Ray Data gives actors no end-of-stream hook, so each model batch emits its deltas (per image and
-neuron: spatial maximum and where; per image: pooled class vector and colour sum) and the driver
-folds them into the same reducers as the local scan. The driver keeps the first copy of each
-image, so a batch re-run after an actor died never counts twice; with order preserved the sums
-are added in the local order, so the catalogue equals a local run's.
+Ray Data gives actors no end-of-stream hook, so each model batch returns the scan state of that
+batch alone and the driver merges it into the run's state (the same ``merge`` as shards and
+resume). A batch re-run after an actor died is skipped by its image ids, so nothing counts twice;
+with order preserved the sums are added in the local order, so the catalogue equals a local run's.
 """
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
@@ -15,9 +15,10 @@ import torch
 
 from .data import LabelledImages, model_view, read_rgb
 from .models import LoadedModel, load_model
-from .pipeline import IngestOptions, LayerInfo, Scan, normaliser
-from .runningstats import ClassMean, TopK
-from .taps import LayerTap, is_script
+from .network import Batch, Network, network_pass
+from .options import IngestOptions
+from .record import ScanState, scan_state
+from .taps import is_script
 
 
 def init(address: str | None) -> None:
@@ -50,87 +51,60 @@ def _decode(batch: dict, images: LabelledImages, size: int) -> dict:
     return {"id": batch["id"], "image": out, "ok": ok, "error": np.array(errors, dtype=object)}
 
 
-class _Scanner:
-    """An actor holding the network; returns per-image maxima of every layer."""
+def _state(layers: list[str], top_n: int, images: LabelledImages, hierarchy: str, device) -> ScanState:
+    return scan_state(layers, top_n, images, hierarchy, device)
 
-    def __init__(self, model: LoadedModel | str, layers: list[str], hierarchy: str, device: str):
-        self.model = load_model(model) if isinstance(model, str) else model
-        self.device = torch.device(device)
-        self.net = self.model.module.to(self.device).eval()
-        self.layers, self.hierarchy = layers, hierarchy
-        self.tap = LayerTap(self.net, layers + [hierarchy] * (hierarchy not in layers))
-        self.mean, self.std = normaliser(self.model, self.device)
+
+class _Scanner:
+    """An actor holding the network; returns each batch's own scan state, serialised."""
+
+    def __init__(self, model: LoadedModel | str, layers: list[str], hierarchy: str, images: LabelledImages,
+                 top_n: int, device: str):
+        model = load_model(model) if isinstance(model, str) else model
+        self.network = Network(model, device)
+        self.layers, self.hierarchy, self.images, self.top_n = layers, hierarchy, images, top_n
 
     def __call__(self, batch: dict) -> dict:
-        images = torch.from_numpy(batch["image"]).to(self.device)
-        out = {k: batch[k] for k in ("id", "ok", "error")}
-        out["colour"] = images.sum(dim=(2, 3), dtype=torch.int64).cpu().numpy()
-        found = {}
-
-        def observe(name, value):
-            if value.dim() == 2:
-                value = value[:, :, None, None]
-            if name == self.hierarchy:
-                found["pooled"] = value.mean(dim=(2, 3)).float().cpu().numpy()
-            if name in self.layers:
-                v, p = value.flatten(2).max(dim=2)
-                found[f"v{self.layers.index(name)}"] = v.float().cpu().numpy()
-                found[f"p{self.layers.index(name)}"] = p.cpu().numpy()
-
-        with torch.inference_mode():
-            self.tap.run((images.float().div_(255) - self.mean) / self.std, observe)
-        return {**out, **found}
+        ok = batch["ok"]
+        ids = torch.from_numpy(batch["id"][ok].astype(np.int64))
+        pixels = torch.from_numpy(batch["image"][ok]).to(self.network.device)
+        errors = [(int(i), str(e)) for i, e in zip(batch["id"][~ok], batch["error"][~ok])]
+        one = Batch(ids.to(self.network.device), ids, pixels, errors)
+        state = _state(self.layers, min(self.top_n, max(1, len(ids))), self.images, self.hierarchy,
+                       self.network.device)
+        for b in network_pass(self.network, [one], state.layers, state.update_layer, progress=False):
+            state.update_batch(b)
+        buffer = io.BytesIO()
+        torch.save(state.state_dict(), buffer)
+        return {"ids": [np.sort(batch["id"].astype(np.int64))], "state": [buffer.getvalue()]}
 
 
-def scan(model: LoadedModel, layer_names: list[str], images: LabelledImages, options: IngestOptions,
-         address: str | None = None, workers: int = 1, gpus_per_worker: float = 0.0) -> Scan:
-    """The streaming pass on Ray; returns the same Scan as the local engine."""
+def record(model: LoadedModel, layer_names: list[str], images: LabelledImages, options: IngestOptions) -> ScanState:
+    """The streaming pass on Ray; returns the same scan state as the local engine."""
     import ray.data
 
-    init(address)
+    init(options.address)
     ray.data.DataContext.get_current().execution_options.preserve_order = True
-    device = torch.device("cuda" if gpus_per_worker else "cpu")
+    device = torch.device("cuda" if options.gpus_per_worker else "cpu")
     hierarchy = options.hierarchy_layer or layer_names[-1]
-    infos = {n: LayerInfo(n, i, type(dict(model.module.named_modules()).get(n)).__name__)
-             for i, n in enumerate(layer_names)}
-
-    def shape(name, out):
-        info = infos[name]
-        info.channels = out.shape[1]
-        info.out_height, info.out_width = (out.shape[2], out.shape[3]) if out.dim() == 4 else (1, 1)
-
-    with LayerTap(model.module.eval(), layer_names) as tap, torch.inference_mode():  # the layers' output shapes
-        tap.run(torch.zeros(1, 3, options.image_size, options.image_size), shape)
-    result = Scan({n: TopK(infos[n].channels, options.top_n) for n in layer_names}, infos,
-                  colour_sum=torch.zeros(3, dtype=torch.int64), pixels_per_image=options.image_size ** 2,
-                  hierarchy_layer=hierarchy)
-    classes = {c: i for i, c in enumerate(images.classes)}
-    label_ids = torch.tensor([classes[label] for label in images.labels])
+    state = _state(layer_names, options.top_n, images, hierarchy, "cpu")
     remote_model = model.weights if is_script(model.module) else model
     ds = (ray.data.from_items([{"id": i} for i in range(len(images))])
           .map_batches(_decode, fn_kwargs={"images": images, "size": options.image_size},
                        batch_size=options.batch_size, num_cpus=1)
-          .map_batches(_Scanner, fn_constructor_args=(remote_model, layer_names, hierarchy, str(device)),
-                       batch_size=options.batch_size, concurrency=workers, num_cpus=1, num_gpus=gpus_per_worker,
-                       max_task_retries=3, max_restarts=3))
+          .map_batches(_Scanner, fn_constructor_args=(remote_model, layer_names, hierarchy, images, options.top_n,
+                                                      str(device)),
+                       batch_size=options.batch_size, concurrency=options.workers or 1, num_cpus=1,
+                       num_gpus=options.gpus_per_worker, max_task_retries=3, max_restarts=3))
     seen: set[int] = set()
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        ids = batch["id"].astype(np.int64)
-        fresh = np.array([i not in seen for i in ids.tolist()], dtype=bool)
-        seen.update(ids.tolist())
-        bad = fresh & ~batch["ok"]
-        result.errors.extend((int(i), str(e)) for i, e in zip(ids[bad], batch["error"][bad]))
-        keep = fresh & batch["ok"]
-        if not keep.any():
+    for out in ds.iter_batches(batch_size=1, batch_format="numpy"):
+        ids = out["ids"][0].tolist()
+        if ids and ids[0] in seen:  # a batch re-run after its actor died: already folded
             continue
-        kept = torch.from_numpy(ids[keep])
-        for k, name in enumerate(layer_names):
-            result.tops[name].update(torch.from_numpy(batch[f"v{k}"][keep]), kept,
-                                     torch.from_numpy(batch[f"p{k}"][keep]))
-        pooled = torch.from_numpy(batch["pooled"][keep])
-        if result.class_mean is None:
-            result.class_mean = ClassMean(len(classes), pooled.shape[1])
-        result.class_mean.update(pooled, label_ids[kept])
-        result.colour_sum += torch.from_numpy(batch["colour"][keep]).sum(0)
-        result.n_seen += int(keep.sum())
-    return result
+        seen.update(ids)
+        part = _state(layer_names, options.top_n, images, hierarchy, "cpu")
+        part_state = torch.load(io.BytesIO(out["state"][0]), map_location="cpu", weights_only=True)
+        for name, reducer in part.reducers.items():  # a batch's top-k may be shorter than top_n
+            reducer.load_state_dict(part_state[name])
+        state.merge(part)
+    return state

@@ -53,7 +53,7 @@ class TopK:
 
     def merge(self, other: "TopK") -> None:
         """Absorb another reducer's state; a (channel, image) present in both is kept once."""
-        if other.k != self.k or other.channels != self.channels:
+        if other.channels != self.channels:  # another k is fine: a batch's own top-k, say
             raise ValueError(f"cannot merge TopK({other.channels}, {other.k}) into TopK({self.channels}, {self.k})")
         self._absorb(other.values.to(self.values.device), other.image_ids.to(self.values.device),
                      other.positions.to(self.values.device), other.count, dedupe=True)
@@ -110,8 +110,11 @@ class ClassMean:
         self.counts = torch.zeros(classes, dtype=torch.int64, device=device)
 
     def update(self, features: torch.Tensor, class_ids: torch.Tensor) -> None:
+        # A batch's sums, then one addition: the same arithmetic as merging a state of that batch,
+        # so a local run, Ray batches and merged shards give identical sums.
         class_ids = class_ids.to(self.sums.device)
-        self.sums.index_add_(0, class_ids, features.to(torch.float64))
+        delta = torch.zeros_like(self.sums).index_add_(0, class_ids, features.to(torch.float64))
+        self.sums += delta
         self.counts.index_add_(0, class_ids, torch.ones_like(class_ids))
 
     def merge(self, other: "ClassMean") -> None:

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from .receptive_field import ReceptiveField
-from .taps import LayerTap
+from .network import Batch, Network, network_pass
+from .record import as_maps
 
 
 def probe_images(nf: torch.Tensor, rf: ReceptiveField, out_height: int, out_width: int, image_size: int,
@@ -31,20 +32,29 @@ def probe_images(nf: torch.Tensor, rf: ReceptiveField, out_height: int, out_widt
     return images, y, x
 
 
-def nf_self_activation(model: torch.nn.Module, layer: str, nf: torch.Tensor, has_nf: np.ndarray, a_max: np.ndarray,
+def nf_self_activation(network: Network, layer: str, nf: torch.Tensor, has_nf: np.ndarray, a_max: np.ndarray,
                        rf: ReceptiveField, out_height: int, out_width: int, image_size: int, fill: torch.Tensor,
-                       normalise, batch_size: int = 64) -> np.ndarray:
+                       batch_size: int = 64) -> np.ndarray:
     """(C,) activation on the own NF / a_max; NaN where there is no NF (dead neurons)."""
-    device = fill.device
+    device = network.device
     out = np.full(nf.shape[0], np.nan)
     units = np.flatnonzero(has_nf)
-    with LayerTap(model, [layer]) as tap, torch.inference_mode():
+    y, x = out_height // 2, out_width // 2
+
+    def probes():
         for start in range(0, len(units), batch_size):
             chunk = torch.as_tensor(units[start:start + batch_size])
-            images, y, x = probe_images(nf[chunk].to(device).float(), rf, out_height, out_width, image_size, fill)
-            got = []
-            tap.run(normalise(images), lambda _n, o: got.append(o))
-            act = got[0] if got[0].dim() == 4 else got[0][:, :, None, None]
-            values = act[torch.arange(len(chunk), device=device), chunk.to(device), min(y, act.shape[2] - 1), min(x, act.shape[3] - 1)]
-            out[chunk.numpy()] = values.double().cpu().numpy() / a_max[chunk.numpy()]
+            images, _, _ = probe_images(nf[chunk.to(nf.device)].to(device).float(), rf, out_height, out_width,
+                                        image_size, fill.to(device))
+            yield Batch(chunk.to(device), chunk, images01=images)
+
+    def read(batch: Batch, _layer, output: torch.Tensor) -> None:
+        act = as_maps(output, layer)
+        values = act[torch.arange(len(batch), device=act.device), batch.ids,
+                     min(y, act.shape[2] - 1), min(x, act.shape[3] - 1)]
+        chunk = batch.ids_cpu.numpy()
+        out[chunk] = values.double().cpu().numpy() / a_max[chunk]
+
+    for _ in network_pass(network, probes(), [layer], read, progress=False):
+        pass
     return out

@@ -1,0 +1,49 @@
+"""The settings of one ingest run, validated before anything is created."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from .errors import UsageError
+from .network import default_device
+
+ENGINES = ("local", "ray")
+
+
+@dataclass
+class IngestOptions:
+    top_n: int = 100            # top images kept per neuron (docs/science.md §1)
+    batch_size: int = 64
+    device: str | None = None   # default: cuda when available
+    image_size: int = 224
+    workers: int | None = None  # DataLoader workers; default from the CPU count
+    min_rel: float = 0.7        # relative activation a crop needs to enter the NF (docs/science.md §3)
+    nf_ranks: int = 100         # only the first nf_ranks top images can enter the NF (docs/science.md §3)
+    nf_size: int = 96           # largest NF side in pixels; larger fields are shrunk (docs/science.md §2)
+    gamma_th: float = 1.0       # th of γ (docs/science.md §5)
+    color_threshold: float = 0.25
+    hierarchy_layer: str | None = None  # default: the deepest chosen layer (docs/science.md §9)
+    similarity_k: int | None = 10        # None: every pair
+    checkpoint_every: int = 50           # batches between checkpoints of the scan (0: none)
+    autocast: str | None = None          # scan in bfloat16 or float16 autocast (None: float32)
+    channels_last: bool = False          # scan with channels-last memory format
+    engine: str = "local"                # local | ray
+    address: str | None = None           # Ray cluster address (engine ray); default a local one
+    gpus_per_worker: float = 0.0         # engine ray: GPUs per model actor
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.engine not in ENGINES:
+            raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
+        if self.autocast not in (None, "bfloat16", "float16"):
+            raise UsageError(f"--autocast must be bfloat16 or float16, not {self.autocast!r}")
+
+    def resolved_device(self) -> torch.device:
+        return default_device(self.device)
+
+    def resolved_workers(self) -> int:
+        if self.workers is not None:
+            return self.workers
+        return min(8, max(1, (os.cpu_count() or 2) // 2))

@@ -1,0 +1,369 @@
+"""Record: the streaming pass over the data set, kept as one mergeable scan state.
+
+A ``ScanState`` is a dict of reducers sharing one protocol (after netdissect's runningstats):
+``update(batch, output)`` with one batch (``output`` is the reducer's layer's output, or None for a
+reducer of the batch itself), ``merge(other)`` with a peer (a resumed run, a shard, a Ray batch),
+``state_dict()`` / ``load_state_dict()`` in plain tensors and numbers (loads with
+``weights_only=True``), ``result()``. The local scan, shards + merge, the Ray engine and resume all
+fold through these; a new statistic is one reducer and one line in ``scan_state``.
+
+With ``per_image=True`` the sums keep each image's contribution, so states that saw the same image
+(retried or overlapping shards) merge exactly: the first copy wins and the sums are redone in id order.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from .data import LabelledImages
+from .errors import UsageError
+from .network import Batch, Network, image_batches, network_pass
+from .runningstats import ClassMean, TopK
+
+
+class Reducer(Protocol):
+    layer: str | None  # the layer whose output ``update`` reads; None: it reads the batch
+
+    def update(self, batch: Batch, output: torch.Tensor | None) -> None: ...
+    def merge(self, other: "Reducer") -> None: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+    def result(self): ...
+
+
+def as_maps(output: torch.Tensor, layer: str) -> torch.Tensor:
+    """A layer's output as (batch, channels, h, w); a (batch, channels) output is a 1×1 map."""
+    if not isinstance(output, torch.Tensor) or output.dim() not in (2, 4):
+        raise UsageError(f"layer {layer} outputs {type(output).__name__} {tuple(getattr(output, 'shape', ()))}; "
+                         "a layer must output (batch, channels[, h, w])")
+    return output[:, :, None, None] if output.dim() == 2 else output
+
+
+class TopImages:
+    """Per neuron of one layer: the top-N images by the spatial maximum, and where it was (docs/science.md §1)."""
+
+    def __init__(self, layer: str, k: int, device: torch.device | str = "cpu"):
+        self.layer, self.k, self.device = layer, k, torch.device(device)
+        self.shape: tuple[int, int, int] | None = None  # (channels, h, w) of the layer's output
+        self.top: TopK | None = None
+
+    def update(self, batch: Batch, output: torch.Tensor) -> None:
+        maps = as_maps(output, self.layer)
+        if self.top is None:
+            self.shape = tuple(maps.shape[1:])
+            self.top = TopK(self.shape[0], self.k, self.device)
+        values, positions = maps.flatten(2).max(dim=2)
+        self.top.update(values.float(), batch.ids, positions)
+
+    def merge(self, other: "TopImages") -> None:
+        if other.top is None:
+            return
+        if self.top is None:
+            self.shape, self.top = other.shape, TopK(other.top.channels, self.k, self.device)
+        self.top.merge(other.top)
+
+    def state_dict(self) -> dict:
+        return {"shape": list(self.shape or ()), "top": self.top.state_dict() if self.top else {}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.shape = tuple(int(v) for v in state["shape"]) or None
+        self.top = TopK.from_state_dict(state["top"], self.device) if state["top"] else None
+
+    def result(self) -> TopK | None:
+        return self.top
+
+
+class _PerImage:
+    """Rows of per-image contributions, de-duplicated by image id when read (first copy wins)."""
+
+    def __init__(self):
+        self.ids: list[torch.Tensor] = []
+        self.rows: list[torch.Tensor] = []
+
+    def add(self, ids: torch.Tensor, rows: torch.Tensor) -> None:
+        self.ids.append(ids.cpu())
+        self.rows.append(rows.cpu())
+
+    def extend(self, other: "_PerImage") -> None:
+        self.ids += other.ids
+        self.rows += other.rows
+
+    def unique(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids ascending, rows) with each image once."""
+        if not self.ids:
+            return torch.empty(0, dtype=torch.int64), torch.empty(0)
+        ids, rows = torch.cat(self.ids), torch.cat(self.rows)
+        first = {}
+        for row, image_id in enumerate(ids.tolist()):
+            first.setdefault(image_id, row)
+        order = sorted(first)
+        return torch.tensor(order, dtype=torch.int64), rows[[first[i] for i in order]]
+
+    def state_dict(self) -> dict:
+        ids, rows = self.unique()
+        return {"ids": ids, "rows": rows}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.ids, self.rows = [state["ids"]], [state["rows"]]
+
+
+class ClassMeans:
+    """Per class, the mean pooled output of one layer: the class representative vectors (docs/science.md §9)."""
+
+    def __init__(self, layer: str, label_ids: torch.Tensor, classes: int, device: torch.device | str = "cpu",
+                 per_image: bool = False, chunk: int = 64):
+        self.layer, self.classes, self.device = layer, classes, torch.device(device)
+        self.label_ids = label_ids.to(self.device)  # class of every image id
+        self.chunk = chunk  # per-image states are summed in chunks of this size, as the batches were
+        self.mean: ClassMean | None = None
+        self.per_image = _PerImage() if per_image else None
+
+    def update(self, batch: Batch, output: torch.Tensor) -> None:
+        pooled = as_maps(output, self.layer).float().mean(dim=(2, 3))
+        if self.per_image is not None:
+            self.per_image.add(batch.ids, pooled)
+            return
+        if self.mean is None:
+            self.mean = ClassMean(self.classes, pooled.shape[1], self.device)
+        self.mean.update(pooled, self.label_ids[batch.ids])
+
+    def merge(self, other: "ClassMeans") -> None:
+        if self.per_image is not None and other.per_image is not None:
+            self.per_image.extend(other.per_image)
+        elif other.mean is not None:
+            if self.mean is None:
+                self.mean = ClassMean(self.classes, other.mean.sums.shape[1], self.device)
+            self.mean.merge(other.mean)
+
+    def state_dict(self) -> dict:
+        if self.per_image is not None:
+            return {"per_image": self.per_image.state_dict()}
+        return {"mean": self.mean.state_dict() if self.mean is not None else {}}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "per_image" in state:
+            self.per_image = _PerImage()
+            self.per_image.load_state_dict(state["per_image"])
+        elif state["mean"]:
+            self.mean = ClassMean(self.classes, state["mean"]["sums"].shape[1], self.device)
+            self.mean.load_state_dict(state["mean"])
+
+    def result(self) -> ClassMean | None:
+        if self.per_image is None:
+            return self.mean
+        ids, rows = self.per_image.unique()
+        if not len(ids):
+            return None
+        mean = ClassMean(self.classes, rows.shape[1], self.device)
+        for lo in range(0, len(ids), self.chunk):  # the additions of a single run's batches
+            mean.update(rows[lo:lo + self.chunk].to(self.device), self.label_ids[ids[lo:lo + self.chunk].to(self.device)])
+        return mean
+
+
+class ColourSum:
+    """Σ of the uint8 pixel values per colour channel and the images counted: the data set's mean colour."""
+
+    layer = None
+
+    def __init__(self, device: torch.device | str = "cpu", per_image: bool = False):
+        self.device = torch.device(device)
+        self.sums = torch.zeros(3, dtype=torch.int64, device=self.device)  # exact in any order
+        self.n = 0
+        self.per_image = _PerImage() if per_image else None
+
+    def update(self, batch: Batch, output=None) -> None:
+        if batch.pixels is None:
+            return
+        colour = batch.pixels.sum(dim=(2, 3), dtype=torch.int64)
+        if self.per_image is not None:
+            self.per_image.add(batch.ids, colour)
+        else:
+            self.sums += colour.sum(0)
+            self.n += len(batch)
+
+    def merge(self, other: "ColourSum") -> None:
+        if self.per_image is not None and other.per_image is not None:
+            self.per_image.extend(other.per_image)
+        else:
+            self.sums += other.sums.to(self.device)
+            self.n += other.n
+
+    def state_dict(self) -> dict:
+        if self.per_image is not None:
+            return {"per_image": self.per_image.state_dict()}
+        return {"sums": self.sums.cpu(), "n": self.n}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "per_image" in state:
+            self.per_image = _PerImage()
+            self.per_image.load_state_dict(state["per_image"])
+        else:
+            self.sums, self.n = state["sums"].to(self.device), int(state["n"])
+
+    def result(self) -> tuple[torch.Tensor, int]:
+        """(Σ per channel, images counted)."""
+        if self.per_image is None:
+            return self.sums, self.n
+        ids, rows = self.per_image.unique()
+        return (rows.sum(0).to(self.device) if len(ids) else torch.zeros(3, dtype=torch.int64, device=self.device),
+                len(ids))
+
+
+class ErrorLog:
+    """The images that could not be read: (image id, message), each image once."""
+
+    layer = None
+
+    def __init__(self):
+        self.errors: set[tuple[int, str]] = set()
+
+    def update(self, batch: Batch, output=None) -> None:
+        self.errors.update((int(i), str(e)) for i, e in batch.errors)
+
+    def merge(self, other: "ErrorLog") -> None:
+        self.errors |= other.errors
+
+    def state_dict(self) -> dict:
+        return {"errors": [[i, e] for i, e in sorted(self.errors)]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.errors = {(int(i), str(e)) for i, e in state["errors"]}
+
+    def result(self) -> list[tuple[int, str]]:
+        return sorted(self.errors)
+
+
+class ScanState:
+    """Named reducers updated together; ``state["top:layer4.1.conv2"]``, ``state["colour"]``, …"""
+
+    def __init__(self, reducers: dict[str, Reducer]):
+        self.reducers = reducers
+
+    def __getitem__(self, name: str) -> Reducer:
+        return self.reducers[name]
+
+    @property
+    def layers(self) -> list[str]:
+        """The layers some reducer reads, in first-use order."""
+        return list(dict.fromkeys(r.layer for r in self.reducers.values() if r.layer is not None))
+
+    def update_layer(self, batch: Batch, layer: str, output: torch.Tensor) -> None:
+        for r in self.reducers.values():
+            if r.layer == layer:
+                r.update(batch, output)
+
+    def update_batch(self, batch: Batch) -> None:
+        for r in self.reducers.values():
+            if r.layer is None:
+                r.update(batch, None)
+
+    def merge(self, other: "ScanState") -> None:
+        if other.reducers.keys() != self.reducers.keys():
+            raise ValueError(f"cannot merge scan states with reducers {sorted(other.reducers)} "
+                             f"into {sorted(self.reducers)}")
+        for name, r in self.reducers.items():
+            r.merge(other.reducers[name])
+
+    def state_dict(self) -> dict:
+        return {name: r.state_dict() for name, r in self.reducers.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, r in self.reducers.items():
+            r.load_state_dict(state[name])
+
+    # What the stages after the scan read.
+    def tops(self) -> dict[str, TopImages]:
+        return {r.layer: r for r in self.reducers.values() if isinstance(r, TopImages)}
+
+    @property
+    def n_seen(self) -> int:
+        return self["colour"].result()[1]
+
+    @property
+    def errors(self) -> list[tuple[int, str]]:
+        return self["errors"].result()
+
+    def mean_colour(self, image_size: int) -> torch.Tensor:
+        """The data set's mean colour in [0, 1], (3,)."""
+        sums, n = self["colour"].result()
+        return (sums.double() / (255.0 * image_size ** 2 * max(1, n))).float()
+
+
+def scan_state(layers: list[str], top_n: int, images: LabelledImages, hierarchy_layer: str,
+               device: torch.device | str = "cpu", per_image: bool = False, chunk: int = 64,
+               extra: dict[str, Reducer] | None = None) -> ScanState:
+    """The scan's reducers: one ``TopImages`` per layer, the class means of ``hierarchy_layer``, the
+    colour sum and image count, the unreadable images; ``extra`` adds more."""
+    class_index = {c: i for i, c in enumerate(images.classes)}
+    label_ids = torch.tensor([class_index[label] for label in images.labels], dtype=torch.int64, device=device)
+    reducers: dict[str, Reducer] = {f"top:{name}": TopImages(name, top_n, device) for name in layers}
+    reducers["class_means"] = ClassMeans(hierarchy_layer, label_ids, len(class_index), device, per_image, chunk)
+    reducers["colour"] = ColourSum(device, per_image)
+    reducers["errors"] = ErrorLog()
+    reducers.update(extra or {})
+    return ScanState(reducers)
+
+
+class Checkpoint:
+    """A scan state on disk, written atomically, valid only for the same run (fingerprint)."""
+
+    def __init__(self, path: Path, fingerprint: str):
+        self.path, self.fingerprint = path, fingerprint
+
+    def load(self) -> dict | None:
+        if not self.path.exists():
+            return None
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        if state.get("fingerprint") != self.fingerprint:
+            warnings.warn(f"ignoring checkpoint {self.path}: it was written with other settings")
+            return None
+        return state
+
+    def save(self, state: dict) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"fingerprint": self.fingerprint, **state}, tmp)
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def run_fingerprint(model, layers: list[str], images: LabelledImages, options) -> str:
+    """What must match for a checkpoint or shard to join a run (not batch size or device: results do not depend on them)."""
+    key = [model.architecture, model.source, str(model.weights), layers, images.fingerprint(), options.top_n,
+           options.image_size, options.hierarchy_layer] + [options.autocast] * bool(options.autocast)
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+
+
+def record(network: Network, images: LabelledImages, state: ScanState, options, ids: list[int] | None = None,
+           checkpoint: Checkpoint | None = None) -> ScanState:
+    """The streaming pass: every image of ``ids`` (default all) through the network, folded into
+    ``state``. With a checkpoint the state is saved every ``options.checkpoint_every`` batches and a
+    saved one is resumed. Memory is O(neurons × N + classes × channels)."""
+    todo = list(range(len(images))) if ids is None else list(ids)
+    done = 0  # positions of `todo` already scanned
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        state.load_state_dict(saved["scan"])
+        done = int(saved["done"])
+    batches = image_batches(images, todo[done:], network.device, options.image_size, options.batch_size,
+                            options.resolved_workers())
+    for step, batch in enumerate(network_pass(network, batches, state.layers, state.update_layer, desc="scan",
+                                              total=len(todo), initial=done, progress=options.progress), start=1):
+        state.update_batch(batch)
+        done += batch.size
+        if checkpoint is not None and options.checkpoint_every and step % options.checkpoint_every == 0:
+            checkpoint.save({"done": done, "scan": state.state_dict()})
+    if checkpoint is not None:  # a run killed later (crops, indexes, load) resumes after the scan
+        checkpoint.save({"done": done, "scan": state.state_dict()})
+    if state.n_seen == 0 and not (ids is not None and not todo):
+        first = state.errors[0][1] if state.errors else "none"
+        raise UsageError(f"none of the {len(todo)} images could be read; first error: {first}")
+    return state
