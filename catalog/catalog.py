@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import re
+from importlib.resources import files
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
-ROOT = Path(__file__).resolve().parent.parent
-SCHEMA = ROOT / "schema.sql"
-QUERIES = ROOT / "queries"
+# Package data (catalog/sql links to the top-level files), so an installed wheel finds them too.
+SCHEMA = files("catalog.sql") / "schema.sql"
+QUERIES = files("catalog.sql") / "queries"
 
 # Rows of these tables belong to one (model, dataset) run and are replaced together.
 RUN_TABLES = ("models", "layers", "units", "neuron_indexes", "top_images", "class_frequencies", "ingest_errors",
@@ -24,7 +25,8 @@ def view_files(more_indexes: list[str] | tuple[str, ...] = ()) -> dict[str, str]
 
     ``more_indexes`` (say, plugin indexes) become columns of ``neurons`` beside the ones its file names.
     """
-    views = {p.stem: p.read_text() for p in sorted(QUERIES.glob("*.sql"))}
+    views = {p.name[:-4]: p.read_text() for p in sorted(QUERIES.iterdir(), key=lambda p: p.name)
+             if p.name.endswith(".sql")}
     extra = [n for n in more_indexes if n not in builtin_indexes()]
     for name in extra:
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):

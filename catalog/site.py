@@ -8,11 +8,13 @@ import sys
 import time
 import urllib.request
 from contextlib import contextmanager
+from importlib.resources import files
 from pathlib import Path
 
 from .publish import publish, write_metadata
 
-HERE = Path(__file__).resolve().parent / "datasette"
+# Package data; Datasette wants folders on disk, which pip installs (unzipped) and the checkout both give.
+HERE = Path(files("catalog") / "datasette")
 
 
 def published_path(catalog_path: Path) -> Path:

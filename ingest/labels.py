@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import csv
 from functools import lru_cache
+from importlib.resources import files
 from pathlib import Path
 
 from .errors import UsageError
 
-WORDNET_FILE = Path(__file__).resolve().parent / "resources" / "imagenet_wordnet.csv"
+WORDNET_FILE = files("ingest") / "resources" / "imagenet_wordnet.csv"  # package data
 
 
 @lru_cache(maxsize=1)
