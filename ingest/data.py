@@ -145,7 +145,7 @@ def model_view(im: Image.Image, size: int) -> torch.Tensor:
         im = im.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=None)
     left, top = (nw - size) // 2, (nh - size) // 2
     im = im.crop((left, top, left + size, top + size))
-    return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)
+    return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)  # host: decoded in loader workers
 
 
 class ImageDataset(torch.utils.data.Dataset):
@@ -171,9 +171,9 @@ def collate(batch):
     errors = [(i, err) for x, i, err in batch if err is not None]
     if good:
         images = torch.stack([x for x, _ in good])
-        ids = torch.tensor([i for _, i in good], dtype=torch.int64)
+        ids = torch.tensor([i for _, i in good], dtype=torch.int64)  # host: loader output, moved by the pass driver
     else:
-        images, ids = None, torch.empty(0, dtype=torch.int64)
+        images, ids = None, torch.empty(0, dtype=torch.int64)  # host: loader output
     return images, ids, errors
 
 

@@ -50,10 +50,10 @@ def grad_cam(model: nn.Module, images: torch.Tensor, at: str, target: Target) ->
             activation = seen[at]
             if target.layer is None:
                 scores = output if output.dim() == 2 else output.flatten(1)
-                index = scores.argmax(1) if target.index is None else torch.full((len(x),), target.index)
+                index = scores.argmax(1) if target.index is None else torch.full((len(x),), target.index)  # host: moved to the scores' device below
             else:
                 scores = seen[target.layer].flatten(2).amax(2) if seen[target.layer].dim() == 4 else seen[target.layer]
-                index = torch.full((len(x),), 0 if target.index is None else target.index)
+                index = torch.full((len(x),), 0 if target.index is None else target.index)  # host: moved below
             if int(index.max()) >= scores.shape[1]:
                 raise UsageError(f"target {int(index.max())} out of range: the target has {scores.shape[1]} outputs")
             score = scores[torch.arange(len(x), device=scores.device), index.to(scores.device)]

@@ -23,7 +23,7 @@ def fast_ica(x: torch.Tensor, k: int, iterations: int = 200, tol: float = 1e-5, 
     scale = values.clamp(min=values[:, -1:].clamp(min=1e-30) * 1e-10).rsqrt()
     z = x @ (vectors * scale.unsqueeze(1))                            # (B, p, k), white
     g = torch.Generator().manual_seed(seed)
-    w = torch.linalg.qr(torch.randn(k, k, generator=g, dtype=torch.float64))[0].to(x.device).expand(b, k, k)
+    w = torch.linalg.qr(torch.randn(k, k, generator=g, dtype=torch.float64))[0].to(x.device).expand(b, k, k)  # host: seeded on the CPU for the same draw anywhere
 
     def decorrelate(m):
         e, v = torch.linalg.eigh(m @ m.transpose(1, 2))
@@ -61,7 +61,7 @@ def neuron_components(crops: torch.Tensor, counts: torch.Tensor, k: int = 8) -> 
     """
     b, _, _, s, _ = crops.shape
     luma = torch.tensor(LUMA, dtype=crops.dtype, device=crops.device).view(1, 1, 3, 1, 1)
-    out = {m: [torch.empty(0, s, s, dtype=torch.uint8)] * b for m in MODES}
+    out = {m: [torch.empty(0, s, s, dtype=torch.uint8)] * b for m in MODES}  # host: empty PNG sources
     for n in sorted(set(counts.tolist())):
         if n < 2:
             continue

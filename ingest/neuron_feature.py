@@ -84,10 +84,10 @@ def in_batch(p: CropPlan, batch_ids: torch.Tensor) -> tuple[torch.Tensor, torch.
     lo = int(torch.searchsorted(p.image_ids, batch_ids[0]))
     hi = int(torch.searchsorted(p.image_ids, batch_ids[-1], right=True))
     if hi <= lo:
-        return torch.empty(0, dtype=torch.int64), torch.empty(0, dtype=torch.int64)
+        return torch.empty(0, dtype=torch.int64), torch.empty(0, dtype=torch.int64)  # host: plan indices
     slot = torch.searchsorted(batch_ids, p.image_ids[lo:hi])
     ok = batch_ids[slot.clamp(max=len(batch_ids) - 1)] == p.image_ids[lo:hi]
-    return torch.arange(lo, hi)[ok], slot[ok]
+    return torch.arange(lo, hi)[ok], slot[ok]  # host: plan indices
 
 
 class ColorDrop:

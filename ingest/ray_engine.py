@@ -66,8 +66,8 @@ class _Scanner:
 
     def __call__(self, batch: dict) -> dict:
         ok = batch["ok"]
-        ids = torch.from_numpy(batch["id"][ok].astype(np.int64))
-        pixels = torch.from_numpy(batch["image"][ok]).to(self.network.device)
+        ids = torch.from_numpy(batch["id"][ok].astype(np.int64))  # host: ids from Ray
+        pixels = torch.from_numpy(batch["image"][ok]).to(self.network.device)  # host: Ray hands numpy; moved at once
         errors = [(int(i), str(e)) for i, e in zip(batch["id"][~ok], batch["error"][~ok])]
         one = Batch(ids.to(self.network.device), ids, pixels, errors)
         state = _state(self.layers, min(self.top_n, max(1, len(ids))), self.images, self.hierarchy,

@@ -97,13 +97,13 @@ class _PerImage:
     def unique(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(ids ascending, rows) with each image once."""
         if not self.ids:
-            return torch.empty(0, dtype=torch.int64), torch.empty(0)
+            return torch.empty(0, dtype=torch.int64), torch.empty(0)  # host: per-image rows are kept on the CPU
         ids, rows = torch.cat(self.ids), torch.cat(self.rows)
         first = {}
         for row, image_id in enumerate(ids.tolist()):
             first.setdefault(image_id, row)
         order = sorted(first)
-        return torch.tensor(order, dtype=torch.int64), rows[[first[i] for i in order]]
+        return torch.tensor(order, dtype=torch.int64), rows[[first[i] for i in order]]  # host: per-image rows are kept on the CPU
 
     def state_dict(self) -> dict:
         ids, rows = self.unique()

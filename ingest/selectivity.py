@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 # RGB -> opponent space (O1, O2, O3); O3 is the intensity axis b = (0, 0, 1).
-OPPONENT = torch.tensor([[1 / math.sqrt(2), -1 / math.sqrt(2), 0.0],
+OPPONENT = torch.tensor([[1 / math.sqrt(2), -1 / math.sqrt(2), 0.0],  # host: α is computed on the CPU, in float64
                          [1 / math.sqrt(6), 1 / math.sqrt(6), -2 / math.sqrt(6)],
                          [1 / math.sqrt(3), 1 / math.sqrt(3), 1 / math.sqrt(3)]], dtype=torch.float64)
 UNIFORM_VARIANCE = 1e-6  # below this weighted colour variance an NF counts as uniform

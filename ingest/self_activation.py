@@ -43,7 +43,7 @@ def nf_self_activation(network: Network, layer: str, nf: torch.Tensor, has_nf: n
 
     def probes():
         for start in range(0, len(units), batch_size):
-            chunk = torch.as_tensor(units[start:start + batch_size])
+            chunk = torch.as_tensor(units[start:start + batch_size])  # host: unit numbers index host arrays too
             images, _, _ = probe_images(nf[chunk.to(nf.device)].to(device).float(), rf, out_height, out_width,
                                         image_size, fill.to(device))
             yield Batch(chunk.to(device), chunk, images01=images)

@@ -11,7 +11,7 @@ from ..selectivity import OPPONENT
 
 
 def _initial(generators: list[torch.Generator], shape: tuple[int, ...], scale: float, device) -> torch.Tensor:
-    return torch.stack([torch.randn(shape, generator=g) * scale for g in generators]).to(device)
+    return torch.stack([torch.randn(shape, generator=g) * scale for g in generators]).to(device)  # host: seeded draw, then moved
 
 
 class PixelImage:

@@ -59,7 +59,7 @@ def render(model: nn.Module, objective: Objective, seeds: list[int], normalise: 
     generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
     image = PARAMETERISATIONS[param](generators, size, device)
     # Every step's random numbers, drawn up front from each item's generator.
-    schedule = torch.stack([torch.rand(steps, max(1, transforms.n_random), generator=g) for g in generators], 1)
+    schedule = torch.stack([torch.rand(steps, max(1, transforms.n_random), generator=g) for g in generators], 1)  # host: seeded draw, then moved
     schedule = schedule.to(device)
     optimiser = torch.optim.Adam(image.parameters(), lr=lr)
     model = model.eval()

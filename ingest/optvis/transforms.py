@@ -72,7 +72,7 @@ class Blur:
     def __init__(self, sigma: float = 0.5):
         self.sigma = sigma
         radius = max(1, math.ceil(2 * sigma))
-        t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        t = torch.arange(-radius, radius + 1, dtype=torch.float32)  # host: moved to the input's device when applied
         k = torch.exp(-t * t / (2 * sigma * sigma))
         self.kernel = k / k.sum()
 
