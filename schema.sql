@@ -4,6 +4,13 @@
 -- keeps both; re-ingesting a model on the same data set replaces its rows.
 -- Users query the views in queries/ (neurons, ...) more than these tables.
 
+-- One row: the layout of this file. Opening a file of an older version asks for `neurocat migrate`.
+CREATE TABLE IF NOT EXISTS catalog_info (
+    schema_version INTEGER NOT NULL, -- version of this schema and the views the file follows (catalog.SCHEMA_VERSION)
+    written_by VARCHAR,              -- neuron-catalog version that created the file or last migrated it
+    migrated_from INTEGER            -- schema version before the last `neurocat migrate` (0: none recorded); NULL if never
+);
+
 CREATE TABLE IF NOT EXISTS datasets (
     dataset VARCHAR NOT NULL,        -- data set name (--dataset-name; default the folder or manifest name)
     root VARCHAR,                    -- folder that relative image paths start from

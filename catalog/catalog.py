@@ -8,6 +8,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from .schema_version import check as check_schema_version, stamp
+
 # Package data (catalog/sql links to the top-level files), so an installed wheel finds them too.
 SCHEMA = files("catalog.sql") / "schema.sql"
 QUERIES = files("catalog.sql") / "queries"
@@ -83,13 +85,22 @@ class Catalog:
         if read_only and not self.path.exists():
             raise FileNotFoundError(f"no catalogue at {self.path}")
         self.con = duckdb.connect(str(self.path), read_only=read_only)
+        try:
+            check_schema_version(self.con, self.path)  # an older or newer file: a clear error, nothing written
+        except BaseException:
+            self.con.close()
+            raise
         if not read_only:
             self.create()
 
     def create(self) -> None:
-        """Tables of schema.sql, the index bins and the views; safe to repeat."""
+        """Tables of schema.sql, the schema version, the index bins and the views; safe to repeat."""
+        self.con.execute("BEGIN TRANSACTION")  # a file with tables but no stamp would read as an old one
         for sql in schema_tables().values():
             self.con.execute(sql)
+        if self.con.execute("SELECT count(*) FROM catalog_info").fetchall() == [(0,)]:
+            stamp(self.con)
+        self.con.execute("COMMIT")
         if self.con.execute("SELECT count(*) FROM index_bins").fetchone()[0] == 0:
             self.con.executemany("INSERT INTO index_bins VALUES (?, ?, ?)",
                                  [(b, b / 10, (b + 1) / 10 if b < 9 else 1.0 + 1e-9) for b in range(10)])

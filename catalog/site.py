@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 
+from .catalog import Catalog
 from .publish import publish, write_metadata
 
 # Package data; Datasette wants folders on disk, which pip installs (unzipped) and the checkout both give.
@@ -28,6 +29,7 @@ def is_stale(catalog_path: Path, out: Path) -> bool:
 def prepare(catalog_path: Path, out: Path | None = None, force: bool = False) -> tuple[Path, Path, bool]:
     """Publish when the SQLite copy is missing or older than the catalogue; write the metadata."""
     out = out or published_path(catalog_path)
+    Catalog(catalog_path, read_only=True).close()  # an older or newer schema: its clear error, not a broken site
     republished = force or is_stale(catalog_path, out)
     if republished:
         publish(catalog_path, out)

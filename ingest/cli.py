@@ -530,6 +530,19 @@ def serve(
 
 
 @app.command()
+def migrate(catalog: Path = typer.Argument(..., help="DuckDB catalogue file written by an older neuron-catalog.")):
+    """Bring a catalogue of an older schema version up to date in place: the tables and columns it lacks
+    are added (NULL in its rows), the views re-created and the version stamped."""
+    import catalog as cat_lib
+
+    try:
+        changes = cat_lib.migrate(catalog)
+    except (FileNotFoundError, ValueError, duckdb.Error) as exc:
+        _fail(exc)
+    typer.echo("\n".join(changes) or f"{catalog} is already at schema version {cat_lib.SCHEMA_VERSION}")
+
+
+@app.command()
 def plot(
     model: str = typer.Option(..., help="The model's name in the catalogue."),
     catalog: Path = typer.Option(Path("catalog.duckdb"), help="DuckDB catalogue file."),

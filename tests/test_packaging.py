@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from catalog import SCHEMA_VERSION
 from tests.conftest import planted_images
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +113,10 @@ def test_ingest_query_publish_serve_from_the_wheel(installed):
     rows = json.loads(neurocat(installed, "query", "SELECT layer, count(*) AS n, count(*) FILTER (WHERE dead) AS dead "
                                "FROM neurons GROUP BY layer", "--catalog", "cat.duckdb", "--format", "json").stdout)
     assert rows == [{"layer": "0", "n": 3, "dead": 1}]  # the planted conv: red, edge, dead
+    stamp = neurocat(installed, "query", "SELECT schema_version FROM catalog_info", "--catalog", "cat.duckdb",
+                     "--format", "csv").stdout.split()
+    assert stamp == ["schema_version", str(SCHEMA_VERSION)]
+    assert "already at schema version" in neurocat(installed, "migrate", "cat.duckdb").stdout
 
     neurocat(installed, "publish", "--catalog", "cat.duckdb")
     work = installed["work"]
