@@ -17,34 +17,31 @@ from pathlib import Path
 
 import torch
 
-from ingest.data import loader, open_images
+from ingest.data import open_images
 from ingest.models import load_model
-from ingest.pipeline import IngestOptions, autocast_context, normaliser, ingest, scan
+from ingest.network import Network, image_batches
+from ingest.pipeline import IngestOptions, ingest
 from ingest.layers import resolve_layers
+from ingest.record import record, scan_state
 from ingest.stimuli import generate
 
 
 def plain_forward(model, images, options) -> float:
-    device = options.resolved_device()
-    net = model.module.to(device).eval()
-    if options.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    mean, std = normaliser(model, device)
+    network = Network(model, options.device, options.autocast, options.channels_last)
     start = time.perf_counter()
-    with torch.inference_mode(), autocast_context(device, options.autocast):  # the same precision as the scan
-        for batch, _ids, _errors in loader(images, options.image_size, options.batch_size, options.resolved_workers(),
-                                           pin_memory=device.type == "cuda"):
-            x = batch.to(device, non_blocking=True).float().div_(255)
-            x = (x - mean) / std
-            net(x.contiguous(memory_format=torch.channels_last) if options.channels_last else x)
-    if device.type == "cuda":
+    with torch.inference_mode(), network.precision():  # the same precision as the scan
+        for batch in image_batches(images, list(range(len(images))), network.device, options.image_size,
+                                   options.batch_size, options.resolved_workers()):
+            network.module(network.inputs(batch.images01))
+    if network.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
 def timed_scan(model, layers, images, options) -> float:
+    network = Network(model, options.device, options.autocast, options.channels_last)
     start = time.perf_counter()
-    scan(model, layers, images, options)
+    record(network, images, scan_state(layers, options.top_n, images, layers[-1], network.device), options)
     if options.resolved_device().type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
@@ -91,6 +88,8 @@ def main() -> None:
     print(f"indexing scan : {n / s:8.1f} images/s  (best of {args.repeats}: {s:.2f} s)")
     print(f"ratio scan / forward time: {s / f:.3f}   (target <= 1.15)")
     print(f"whole ingest (scan + crops + indexes + catalogue): {total:.2f} s = {total / f:.2f} x the forward pass")
+    phases = ", ".join(f"{k} {v:.2f} s" for k, v in summary.phases.items())
+    print(f"after the scan: {phases}; {1000 * sum(summary.phases.values()) / summary.neurons:.2f} ms per neuron")
 
 
 if __name__ == "__main__":

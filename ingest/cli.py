@@ -101,6 +101,9 @@ def ingest(
     autocast: Optional[str] = typer.Option(None, "--autocast", help="Run the scan under bfloat16 or float16 "
                                                                     "autocast (GPU speed; top-N equal up to rounding)."),
     channels_last: bool = typer.Option(False, "--channels-last", help="Run the scan in channels-last memory format."),
+    decode: str = typer.Option("auto", "--decode", help="JPEG decoding: gpu (torchvision on the device, nvJPEG on "
+                                                        "CUDA; loader workers only read files), cpu (PIL in the "
+                                                        "workers), or auto (gpu when the device is CUDA)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
     """Index a model's neurons on a labelled image set: top-N images, crops, NF, α, γ, and the cheap
@@ -124,7 +127,7 @@ def ingest(
                                 color_threshold=color_threshold, hierarchy_layer=hierarchy_layer,
                                 similarity_k=None if similarity_full else similarity_k,
                                 checkpoint_every=checkpoint_every, engine=engine, address=address,
-                                gpus_per_worker=gpus_per_worker, autocast=autocast, channels_last=channels_last,
+                                gpus_per_worker=gpus_per_worker, autocast=autocast, channels_last=channels_last, decode=decode,
                                 progress=not quiet)
         if shard:
             from .shards import ingest_shard

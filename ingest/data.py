@@ -6,6 +6,7 @@ not depend on read order, worker count or batch size.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,9 +117,16 @@ def _manifest(path: Path, name: str | None) -> LabelledImages:
                           [rows["label"][i] or "" for i in keep], extra, problems)
 
 
-def read_rgb(path: Path) -> Image.Image:
-    """Decode any still image to 8-bit RGB: alpha composited, 16-bit rescaled, CMYK converted."""
+def read_rgb(path: Path, size: int | None = None) -> Image.Image:
+    """Decode any still image to 8-bit RGB: alpha composited, 16-bit rescaled, CMYK converted.
+
+    With ``size``, a JPEG at least twice as large is decoded at a reduced scale by libjpeg (in the
+    DCT domain, a power of two) that keeps its shorter side >= ``size``; the exact resize follows.
+    """
     with Image.open(path) as im:
+        if size and im.format == "JPEG" and min(im.size) >= 2 * size:
+            scale = size / min(im.size)
+            im.draft("RGB", (math.ceil(im.size[0] * scale), math.ceil(im.size[1] * scale)))
         im = ImageOps.exif_transpose(im)
         im.load()
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -148,11 +156,22 @@ def model_view(im: Image.Image, size: int) -> torch.Tensor:
     return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)  # host: decoded in loader workers
 
 
-class ImageDataset(torch.utils.data.Dataset):
-    """Yields ``(uint8 image or None, image_id, error or None)``; a bad file never stops a run."""
+DECODERS = ("auto", "cpu", "gpu")
 
-    def __init__(self, images: LabelledImages, size: int, ids: list[int] | None = None):
-        self.images, self.size = images, size
+
+def is_jpeg(data: bytes) -> bool:
+    return data[:3] == b"\xff\xd8\xff"
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Yields ``(uint8 image or JPEG bytes or None, image_id, error or None)``; a bad file never stops a run.
+
+    With ``jpeg_bytes`` a JPEG file is returned undecoded (a numpy byte array: plain pickling, no
+    file descriptors passed between processes) for the batch to be decoded on the device.
+    """
+
+    def __init__(self, images: LabelledImages, size: int, ids: list[int] | None = None, jpeg_bytes: bool = False):
+        self.images, self.size, self.jpeg_bytes = images, size, jpeg_bytes
         self.ids = list(range(len(images))) if ids is None else ids
 
     def __len__(self) -> int:
@@ -161,25 +180,80 @@ class ImageDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         image_id = self.ids[i]
         try:
-            return model_view(read_rgb(self.images.absolute(image_id)), self.size), image_id, None
+            path = self.images.absolute(image_id)
+            if self.jpeg_bytes:
+                data = path.read_bytes()
+                if is_jpeg(data):
+                    return np.frombuffer(data, dtype=np.uint8), image_id, None
+            return model_view(read_rgb(path, self.size), self.size), image_id, None
         except Exception as exc:  # noqa: BLE001 - any decode failure is recorded, not raised
             return None, image_id, f"{type(exc).__name__}: {exc}"
 
 
 def collate(batch):
-    good = [(x, i) for x, i, err in batch if err is None]
+    """(decoded images stacked or None, their ids, errors)."""
+    return collate_with_jpegs(batch)[:3]
+
+
+def collate_with_jpegs(batch):
+    """(decoded images stacked or None, their ids, errors, [(id, JPEG bytes)])."""
+    good = [(x, i) for x, i, err in batch if err is None and isinstance(x, torch.Tensor)]
+    jpegs = [(i, x) for x, i, err in batch if err is None and isinstance(x, np.ndarray)]
     errors = [(i, err) for x, i, err in batch if err is not None]
     if good:
         images = torch.stack([x for x, _ in good])
         ids = torch.tensor([i for _, i in good], dtype=torch.int64)  # host: loader output, moved by the pass driver
     else:
         images, ids = None, torch.empty(0, dtype=torch.int64)  # host: loader output
-    return images, ids, errors
+    return images, ids, errors, jpegs
 
 
 def loader(images: LabelledImages, size: int, batch_size: int, workers: int,
-           ids: list[int] | None = None, pin_memory: bool = False) -> torch.utils.data.DataLoader:
+           ids: list[int] | None = None, pin_memory: bool = False, jpeg_bytes: bool = False):
     return torch.utils.data.DataLoader(
-        ImageDataset(images, size, ids), batch_size=batch_size, shuffle=False, num_workers=workers,
-        collate_fn=collate, pin_memory=pin_memory, persistent_workers=False,
+        ImageDataset(images, size, ids, jpeg_bytes), batch_size=batch_size, shuffle=False, num_workers=workers,
+        collate_fn=collate_with_jpegs if jpeg_bytes else collate, pin_memory=pin_memory, persistent_workers=False,
         prefetch_factor=4 if workers else None)
+
+
+def model_view_tensor(image: torch.Tensor, size: int) -> torch.Tensor:
+    """``model_view`` for a decoded (3, H, W) uint8 tensor on any device: the same sizes and crop,
+    bilinear with antialiasing (within a few levels of PIL's; docs/science.md §19)."""
+    h, w = image.shape[1:]
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    if (nw, nh) != (w, h):
+        image = torch.nn.functional.interpolate(image[None].float(), size=(nh, nw), mode="bilinear",
+                                                antialias=True, align_corners=False)[0]
+        image = image.round_().clamp_(0, 255).to(torch.uint8)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return image[:, top:top + size, left:left + size]
+
+
+def decode_jpegs(jpegs: list[tuple[int, np.ndarray]], images: LabelledImages, size: int, device: torch.device):
+    """Decode JPEG bytes on ``device`` (nvJPEG on CUDA) as the model sees them. A file the batched
+    decoder refuses (CMYK, odd progressive files) falls back to the CPU path; one nothing can read
+    becomes an error. Returns ([(id, (3, size, size) uint8 on device)], [(id, error)])."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    data = [torch.from_numpy(b.copy()) for _, b in jpegs]  # host: file bytes; decode_jpeg moves them
+    try:
+        decoded = decode_jpeg(data, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True)
+    except RuntimeError:  # one bad file fails the batch: decode one by one
+        decoded = []
+        for d in data:
+            try:
+                decoded.append(decode_jpeg(d, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True))
+            except RuntimeError:
+                decoded.append(None)
+    out, errors = [], []
+    for (image_id, _), image in zip(jpegs, decoded):
+        try:
+            if image is None:
+                image = model_view(read_rgb(images.absolute(image_id), size), size).to(device)
+            else:
+                image = model_view_tensor(image, size)
+            out.append((image_id, image))
+        except Exception as exc:  # noqa: BLE001 - recorded like any decode failure
+            errors.append((image_id, f"{type(exc).__name__}: {exc}"))
+    return out, errors

@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 from tqdm import tqdm
 
-from .data import LabelledImages, loader
+from .data import DECODERS, LabelledImages, decode_jpegs, loader
 from .errors import UsageError
 from .models import LoadedModel
 from .taps import LayerTap
@@ -90,12 +90,30 @@ class Batch:
         return len(self.ids_cpu) + len(self.errors)
 
 
+def resolve_decode(decode: str, device: torch.device) -> str:
+    """``auto``: JPEGs decoded on the device when it is a GPU, else by PIL in the loader workers."""
+    if decode not in DECODERS:
+        raise UsageError(f"--decode must be one of {', '.join(DECODERS)}, not {decode!r}")
+    return ("gpu" if device.type == "cuda" else "cpu") if decode == "auto" else decode
+
+
 def image_batches(images: LabelledImages, ids: list[int], device: torch.device, image_size: int,
-                  batch_size: int, workers: int) -> Iterator[Batch]:
-    """Batches of the images ``ids`` as the model sees them (decoded in ``workers`` processes)."""
-    batches = loader(images, image_size, batch_size, workers, ids, pin_memory=device.type == "cuda")
-    for pixels, ids_cpu, errors in batches:
+                  batch_size: int, workers: int, decode: str = "auto") -> Iterator[Batch]:
+    """Batches of the images ``ids`` as the model sees them, ids ascending. Loader workers decode with
+    PIL, or (decode ``gpu``) only read JPEG files, which are then decoded on ``device`` in one call."""
+    on_device = resolve_decode(decode, device) == "gpu"
+    batches = loader(images, image_size, batch_size, workers, ids, pin_memory=device.type == "cuda",
+                     jpeg_bytes=on_device)
+    for loaded in batches:
+        pixels, ids_cpu, errors = loaded[:3]
         pixels = None if pixels is None else pixels.to(device, non_blocking=True)
+        if on_device and loaded[3]:
+            decoded, failed = decode_jpegs(loaded[3], images, image_size, device)
+            errors = sorted(errors + failed)
+            parts = ([] if pixels is None else list(zip(ids_cpu.tolist(), pixels))) + decoded
+            parts.sort(key=lambda p: p[0])
+            ids_cpu = torch.tensor([i for i, _ in parts], dtype=torch.int64)  # host: ids for host-side plans
+            pixels = torch.stack([p for _, p in parts]) if parts else None
         yield Batch(ids_cpu.to(device, non_blocking=True), ids_cpu, pixels, errors)
 
 

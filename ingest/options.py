@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .data import DECODERS
 from .errors import UsageError
 from .network import default_device
 
@@ -29,6 +30,7 @@ class IngestOptions:
     checkpoint_every: int = 50           # batches between checkpoints of the scan (0: none)
     autocast: str | None = None          # scan in bfloat16 or float16 autocast (None: float32)
     channels_last: bool = False          # scan with channels-last memory format
+    decode: str = "auto"                 # JPEG decoding: auto (on the GPU when the device is one) | cpu | gpu
     engine: str = "local"                # local | ray
     address: str | None = None           # Ray cluster address (engine ray); default a local one
     gpus_per_worker: float = 0.0         # engine ray: GPUs per model actor
@@ -37,6 +39,8 @@ class IngestOptions:
     def __post_init__(self):
         if self.engine not in ENGINES:
             raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
+        if self.decode not in DECODERS:
+            raise UsageError(f"--decode must be one of {', '.join(DECODERS)}, not {self.decode!r}")
         if self.autocast not in (None, "bfloat16", "float16"):
             raise UsageError(f"--autocast must be bfloat16 or float16, not {self.autocast!r}")
 

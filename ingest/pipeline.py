@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -38,6 +38,7 @@ class IngestSummary:
     layers: int
     seconds: float
     scan_seconds: float
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per stage after the scan
 
     @property
     def images_per_second(self) -> float:
@@ -100,9 +101,19 @@ def ingest(model: LoadedModel, images: LabelledImages, catalog_path: str | Path,
 def finish(network: Network, images: LabelledImages, catalog_path: Path, model_name: str, layer_names: list[str],
            state: ScanState, options: IngestOptions, start: float, scan_seconds: float) -> IngestSummary:
     """After the scan: receptive fields, the passes over the top images, rows, Parquet, one load."""
+    phases, clock = {}, [time.perf_counter()]
+
+    def lap(name):
+        now = time.perf_counter()
+        phases[name] = now - clock[0]
+        clock[0] = now
+
     fields = receptive_fields(network.module, layer_names, options.image_size)
+    lap("receptive_fields")
     features, late_errors = neuron_features(network, images, state, fields, options)
+    lap("crops")
     self_activations(network, state, features, fields, options)
+    lap("self_activation")
     types = {n: type(m).__name__ for n, m in network.module.named_modules()}
     layers = []
     for index, name in enumerate(layer_names):
@@ -116,9 +127,11 @@ def finish(network: Network, images: LabelledImages, catalog_path: Path, model_n
     tables = run_tables(model_name, network.model, images, layers, state["class_means"].result(), hierarchy,
                         state.n_seen, errors, state.mean_colour(options.image_size).tolist(), options,
                         str(network.device), time.perf_counter() - start)
+    lap("rows")
     load(tables, catalog_path, model_name, images.name)
+    lap("load")
     return IngestSummary(model_name, images.name, catalog_path, state.n_seen, tables["ingest_errors"].num_rows,
-                         tables["units"].num_rows, len(layer_names), time.perf_counter() - start, scan_seconds)
+                         tables["units"].num_rows, len(layer_names), time.perf_counter() - start, scan_seconds, phases)
 
 
 def write_parquet(tables: dict[str, pa.Table], run_dir: Path) -> dict[str, Path]:

@@ -354,7 +354,7 @@ def record(network: Network, images: LabelledImages, state: ScanState, options, 
         state.load_state_dict(saved["scan"])
         done = int(saved["done"])
     batches = image_batches(images, todo[done:], network.device, options.image_size, options.batch_size,
-                            options.resolved_workers())
+                            options.resolved_workers(), options.decode)
     for step, batch in enumerate(network_pass(network, batches, state.layers, state.update_layer, desc="scan",
                                               total=len(todo), initial=done, progress=options.progress), start=1):
         state.update_batch(batch)

@@ -45,7 +45,7 @@ def neuron_features(network: Network, images: LabelledImages, state: ScanState, 
     fill = state.mean_colour(options.image_size).to(device)
     errors = []
     batches = image_batches(images, needed, device, options.image_size, options.batch_size,
-                            options.resolved_workers())
+                            options.resolved_workers(), options.decode)
     for batch in network_pass(network, batches, list(drops), lambda b, name, out: drops[name].add(out, b.ids_cpu),
                               transform=ColorDrop.grayscale, desc="crops", total=len(needed),
                               progress=options.progress):

@@ -45,3 +45,15 @@ def planted_model():
 @pytest.fixture
 def fast_options():
     return IngestOptions(image_size=32, batch_size=8, workers=0, progress=False, device="cpu")
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests run only where torch sees a CUDA device."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
