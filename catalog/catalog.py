@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from .reading import Reading
 from .schema_version import check as check_schema_version, stamp
 
 # Package data (catalog/sql links to the top-level files), so an installed wheel finds them too.
@@ -77,7 +78,7 @@ def create_views(execute, replace_prefix: str = "CREATE OR REPLACE VIEW", materi
         pending = {n: pending[n] for n in failed}
 
 
-class Catalog:
+class Catalog(Reading):
     """A catalogue file. ``with catalog.open(path) as cat: cat.query("SELECT ...")``."""
 
     def __init__(self, path: str | Path, read_only: bool = False):

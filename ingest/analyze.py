@@ -1,7 +1,8 @@
 """`neurocat analyze`: run an analysis on a catalogue that already holds a model's ingest.
 
-Each function reads the rows it needs, computes with the same code as `ingest`, and replaces
-its own tables' rows for (model, dataset) in one transaction.
+Each function reads the rows it needs through the catalogue's read API (catalog/reading.py),
+computes with the same code as `ingest`, and replaces its own tables' rows for (model, dataset)
+in one transaction.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from catalog import Catalog
+from catalog.reading import CatalogLookupError
 
 from . import analyses
 from .data import LabelledImages, loader
@@ -30,37 +32,23 @@ def _counts(tables: dict) -> dict[str, int]:
     return {t: rows.num_rows for t, rows in tables.items()}
 
 
+def _tuples(table: pa.Table, *columns: str) -> list[tuple]:
+    """Rows of some columns of an Arrow table, as tuples."""
+    return list(zip(*(table.column(c).to_pylist() for c in columns)))
+
+
 def run_info(cat: Catalog, model: str, dataset: str | None) -> dict:
     """The models row of (model, dataset); the data set may be omitted when the model has one."""
-    rows = cat.con.execute("SELECT * FROM models WHERE model = ? AND (? IS NULL OR dataset = ?)",
-                           [model, dataset, dataset]).fetchall()
-    names = [d[0] for d in cat.con.description]
-    if not rows:
-        known = [f"{m} on {d}" for m, d in cat.con.execute("SELECT model, dataset FROM models ORDER BY 1, 2").fetchall()]
-        raise UsageError(f"no ingest of model {model!r}{f' on {dataset!r}' if dataset else ''} in {cat.path}; "
-                         f"the catalogue holds: {', '.join(known) or 'nothing yet'}")
-    if len(rows) > 1:
-        raise UsageError(f"model {model!r} was ingested on several data sets "
-                         f"({', '.join(r[names.index('dataset')] for r in rows)}); choose one with --dataset")
-    return dict(zip(names, rows[0]))
-
-
-def ingested_layers(cat: Catalog, model: str, dataset: str) -> list[str]:
-    """The model's ingested layers, in model order."""
-    return [r[0] for r in cat.con.execute("SELECT layer FROM layers WHERE model = ? AND dataset = ? ORDER BY layer_index",
-                                          [model, dataset]).fetchall()]
-
-
-def classes_of(cat: Catalog, dataset: str) -> list[str]:
-    return [r[0] for r in cat.con.execute("SELECT DISTINCT label FROM images WHERE dataset = ? ORDER BY 1",
-                                          [dataset]).fetchall()]
+    try:
+        return cat.run(model, dataset)
+    except CatalogLookupError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _cofs(cat: Catalog, model: str, dataset: str):
-    freq = cat.query("SELECT layer, unit, label, count FROM class_frequencies WHERE model = ? AND dataset = ?",
-                     [model, dataset])
-    units = cat.query("SELECT layer, unit, dead FROM units WHERE model = ? AND dataset = ?", [model, dataset])
-    return analyses.cof_matrices(freq, units, classes_of(cat, dataset))
+    freq = cat.class_frequencies(model, dataset)
+    units = cat.neurons(model, dataset, columns=["layer", "unit", "dead"])
+    return analyses.cof_matrices(freq, units, cat.classes(dataset))
 
 
 def analyze_faceted(cat: Catalog, model: str, dataset: str | None = None) -> dict[str, int]:
@@ -80,8 +68,7 @@ def analyze_similarity(cat: Catalog, model: str, dataset: str | None = None, k: 
 def analyze_hierarchy(cat: Catalog, model: str, dataset: str | None = None) -> dict[str, int]:
     """Rebuild distances, tree and MST from the stored class vectors (no network pass)."""
     info = run_info(cat, model, dataset)
-    rows = cat.con.execute("SELECT layer, label, n_images, vector FROM class_vectors WHERE model = ? AND dataset = ? "
-                           "ORDER BY label", [model, info["dataset"]]).fetchall()
+    rows = [tuple(r.values()) for r in cat.class_vectors(model, info["dataset"]).to_pylist()]
     if not rows:
         raise UsageError(f"no class vectors for {model!r}: re-run `neurocat ingest` to compute them in the pass")
     vectors = np.stack([analyses.blob_vector(r[3]) for r in rows])
@@ -92,9 +79,10 @@ def analyze_hierarchy(cat: Catalog, model: str, dataset: str | None = None) -> d
 
 
 def images_of(cat: Catalog, dataset: str) -> LabelledImages:
-    (root,) = cat.con.execute("SELECT root FROM datasets WHERE dataset = ?", [dataset]).fetchone()
-    rows = cat.con.execute("SELECT path, label FROM images WHERE dataset = ? ORDER BY image_id", [dataset]).fetchall()
-    return LabelledImages(dataset, Path(root), [r[0] for r in rows], [r[1] for r in rows])
+    """The data set as ingest reads it (index = image id), from the catalogue's rows."""
+    root = cat.dataset_info(dataset)["root"]
+    rows = cat.images(dataset)
+    return LabelledImages(dataset, Path(root), rows.column("path").to_pylist(), rows.column("label").to_pylist())
 
 
 def model_of(info: dict) -> LoadedModel:
@@ -132,10 +120,9 @@ def analyze_filter_tree(cat: Catalog, model: str, label: str, dataset: str | Non
     info = run_info(cat, model, dataset)
     ds = info["dataset"]
     layer = layer or info["hierarchy_layer"]
-    ids = [r[0] for r in cat.con.execute("SELECT image_id FROM images WHERE dataset = ? AND label = ? ORDER BY 1",
-                                         [ds, label]).fetchall()]
+    ids = cat.images(ds, label=label).column("image_id").to_pylist()
     if not ids:
-        raise UsageError(f"no images of class {label!r} in {ds!r}; classes: {', '.join(classes_of(cat, ds)[:20])}")
+        raise UsageError(f"no images of class {label!r} in {ds!r}; classes: {', '.join(cat.classes(ds)[:20])}")
     network = network or model_of(info)
     kept, vectors = pooled_vectors(network, layer, images_of(cat, ds), ids, info["image_size"], batch_size,
                                    device, progress)
@@ -155,18 +142,16 @@ def analyze_ica(cat: Catalog, model: str, dataset: str | None = None, layers: li
     info = run_info(cat, model, dataset)
     ds = info["dataset"]
     images = images_of(cat, ds)
-    fill = torch.tensor(cat.con.execute("SELECT mean_r, mean_g, mean_b FROM datasets WHERE dataset = ?",
-                                        [ds]).fetchone(), dtype=torch.float32, device=device)
-    known = ingested_layers(cat, model, ds)
+    mean = cat.dataset_info(ds)
+    fill = torch.tensor([mean["mean_r"], mean["mean_g"], mean["mean_b"]], dtype=torch.float32, device=device)
+    known = cat.layer_names(model, ds)
     unknown = sorted(set(layers or []) - set(known))
     if unknown:
         raise UsageError(f"layers {unknown} were not ingested for {model!r}; ingested: {', '.join(known)}")
     written = 0
     for layer in layers or known:
-        rows = cat.con.execute(
-            "SELECT t.unit, t.rank, t.image_id, t.crop_top, t.crop_left, t.crop_size FROM top_images t "
-            "JOIN units u USING (model, dataset, layer, unit) WHERE t.model = ? AND t.dataset = ? AND t.layer = ? "
-            "AND NOT u.dead AND t.rank < 100 ORDER BY t.unit, t.rank", [model, ds, layer]).fetchall()
+        rows = _tuples(cat.top_images(model, ds, layer, top=100, live=True),
+                       "unit", "rank", "image_id", "crop_top", "crop_left", "crop_size")
         if not rows:
             continue
         rf_size = rows[0][5]
@@ -220,15 +205,12 @@ def analyze_index(cat: Catalog, model: str, name: str, dataset: str | None = Non
                          f"(entry-point group {indexes.GROUP!r})")
     info = run_info(cat, model, dataset)
     ds = info["dataset"]
-    classes = classes_of(cat, ds)
+    classes = cat.classes(ds)
     class_index = {c: i for i, c in enumerate(classes)}
     table = {c: [] for c in ("model", "dataset", "layer", "unit", "index", "value")}
-    for layer in ingested_layers(cat, model, ds):
-        units = cat.con.execute("SELECT unit, nf_png, a_max FROM units WHERE model = ? AND dataset = ? AND layer = ? "
-                                "ORDER BY unit", [model, ds, layer]).fetchall()
-        tops = cat.con.execute("SELECT t.unit, t.rank, t.rel_activation, i.label FROM top_images t "
-                               "JOIN images i ON i.dataset = t.dataset AND i.image_id = t.image_id "
-                               "WHERE t.model = ? AND t.dataset = ? AND t.layer = ?", [model, ds, layer]).fetchall()
+    for layer in cat.layer_names(model, ds):
+        units = _tuples(cat.neurons(model, ds, layer, columns=["unit", "nf_png", "a_max"]), "unit", "nf_png", "a_max")
+        tops = _tuples(cat.top_images(model, ds, layer), "unit", "rank", "rel_activation", "label")
         c, n = len(units), max((r[1] for r in tops), default=0) + 1
         size = next((Image.open(io.BytesIO(u[1])).size[0] for u in units if u[1] is not None), 1)
         nf = np.zeros((c, size, size, 3))
@@ -257,11 +239,12 @@ def analyze_label_hierarchy(cat: Catalog, dataset: str, file: str | None = None)
     """Replace a data set's class hierarchy: from a CSV child,parent[,name], or WordNet for ImageNet ids."""
     from .labels import hierarchy_rows, read_parents
 
-    if cat.dataset_fingerprint(dataset) is None:
-        known = [r[0] for r in cat.con.execute("SELECT dataset FROM datasets ORDER BY 1").fetchall()]
-        raise UsageError(f"no data set {dataset!r} in the catalogue; it holds: {', '.join(known) or 'none'}")
+    try:
+        cat.dataset_info(dataset)
+    except CatalogLookupError as exc:
+        raise UsageError(str(exc)) from None
     parents, names = read_parents(file) if file else (None, None)
-    rows = hierarchy_rows(classes_of(cat, dataset), parents, names)
+    rows = hierarchy_rows(cat.classes(dataset), parents, names)
     table = pa.table({"dataset": [dataset] * len(rows),
                       **{k: [r[i] for r in rows] for i, k in enumerate(("label", "ancestor", "depth", "name"))}})
     cat.replace({"label_hierarchy": table}, "", dataset)

@@ -13,10 +13,11 @@ import torch
 from tqdm import tqdm
 
 from catalog import Catalog
+from catalog.reading import CatalogLookupError
 
 from . import optvis
 from .analyses import png_bytes
-from .analyze import images_of, ingested_layers, model_of, run_info
+from .analyze import images_of, model_of, run_info
 from .data import loader
 from .errors import UsageError
 from .gradcam import Target, grad_cam, overlay
@@ -53,24 +54,10 @@ def item_seed(seed: int, layer: str, unit: int, kind: str) -> int:
 def choose_units(cat: Catalog, model: str, dataset: str, layer: str, units: list[int] | None,
                  where: str | None) -> list[int]:
     """The units named, or those of ``layer`` in ``neurons`` matching the SQL condition ``where``."""
-    channels = cat.con.execute("SELECT channels FROM layers WHERE model = ? AND dataset = ? AND layer = ?",
-                               [model, dataset, layer]).fetchone()
-    if channels is None:
-        known = ingested_layers(cat, model, dataset)
-        raise UsageError(f"layer {layer!r} of {model!r} is not in the catalogue; ingested layers: {', '.join(known)}")
-    if where:
-        try:
-            chosen = [r[0] for r in cat.con.execute(
-                f"SELECT unit FROM neurons WHERE model = ? AND dataset = ? AND layer = ? AND ({where}) ORDER BY unit",
-                [model, dataset, layer]).fetchall()]
-        except Exception as exc:  # noqa: BLE001 - the user's SQL
-            raise UsageError(f"--where {where!r} is not a valid condition on the neurons view: {exc}") from exc
-        return [u for u in chosen if units is None or u in units]
-    chosen = list(range(channels[0])) if units is None else units
-    bad = [u for u in chosen if not 0 <= u < channels[0]]
-    if bad:
-        raise UsageError(f"layer {layer} has units 0-{channels[0] - 1}; not {bad[:5]}")
-    return chosen
+    try:
+        return cat.select_units(model, dataset, layer, units, where)
+    except CatalogLookupError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _rows(**columns) -> pa.Table:
@@ -138,7 +125,7 @@ def visualize(cat: Catalog, model: str, layer: str, units: list[int] | None = No
 
 def previous_layer(cat: Catalog, model: str, dataset: str, layer: str) -> str:
     """The ingested layer before ``layer`` (``layer`` itself if it is the first)."""
-    rows = ingested_layers(cat, model, dataset)
+    rows = cat.layer_names(model, dataset)
     i = rows.index(layer)
     return rows[i - 1] if i > 0 else layer
 
@@ -156,14 +143,9 @@ def gradcam_top_images(cat: Catalog, model: str, layer: str, units: list[int] | 
     network = network or model_of(info)
     net = network.module.to(device).eval()
     mean, std = normaliser(network, device)
-    rows = cat.con.execute(  # a dead neuron has nothing to explain
-        "SELECT t.unit, t.rank, t.image_id FROM top_images t JOIN units u USING (model, dataset, layer, unit) "
-        "WHERE t.model = ? AND t.dataset = ? AND t.layer = ? AND t.rank < ? AND NOT u.dead "
-        "ORDER BY t.image_id, t.unit, t.rank", [model, ds, layer, top]).fetchall()
-    wanted = set(chosen)
-    rows = [r for r in rows if r[0] in wanted]
+    tops = cat.top_images(model, ds, layer, units=chosen, top=top, live=True)  # a dead neuron has nothing to explain
     by_image: dict[int, list[tuple[int, int]]] = {}
-    for unit, rank, image_id in rows:
+    for unit, rank, image_id in zip(*(tops.column(c).to_pylist() for c in ("unit", "rank", "image_id"))):
         by_image.setdefault(image_id, []).append((unit, rank))
     params = json.dumps({"at": at, "target": f"max of channel in {layer}", "colormap": "inferno", "opacity": 0.5})
     out = {c: [] for c in ("unit", "rank", "image_id", "value", "png")}

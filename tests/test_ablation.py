@@ -40,10 +40,10 @@ def test_ablating_the_red_channel_costs_class_a_only(tmp_path):
                                  "--device", "cpu", "-q"])
     assert r.exit_code == 0, r.output
     with catalog.open(path, read_only=True) as cat:
-        rows = {(u, label): (n, base, delta) for u, label, n, base, delta in cat.con.execute(
-            "SELECT unit, label, n_images, base_accuracy, delta_accuracy FROM ablation").fetchall()}
-        importance = cat.con.execute("SELECT unit, importance, worst_class, top_class FROM ablation_importance "
-                                     "ORDER BY unit").fetchall()
+        rows = {(u, label): (n, base, delta) for u, label, n, base, delta in cat.rows(
+            "SELECT unit, label, n_images, base_accuracy, delta_accuracy FROM ablation")}
+        importance = cat.rows("SELECT unit, importance, worst_class, top_class FROM ablation_importance "
+                              "ORDER BY unit")
     assert rows[(0, "a")] == (12, 1.0, -1.0)  # without red every 'a' image falls to the bias of 'b'
     assert rows[(0, "b")] == (12, 1.0, 0.0)
     assert rows[(1, "a")][2] == 0.0 and rows[(1, "b")][2] == 0.0  # green is redundant with b's bias

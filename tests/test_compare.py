@@ -48,20 +48,20 @@ def two_models(tmp_path_factory):
 
 def test_top_image_sets_are_the_planted_ones(two_models):
     with catalog.open(two_models, read_only=True) as cat:
-        tops = dict(cat.con.execute("SELECT model || unit, list(i.label ORDER BY rank) FROM top_images t "
-                                    "JOIN images i USING (dataset, image_id) WHERE model || unit IN "
-                                    "('a0', 'a1', 'b0', 'b1', 'b2') GROUP BY 1").fetchall())
+        tops = dict(cat.rows("SELECT model || unit, list(i.label ORDER BY rank) FROM top_images t "
+                             "JOIN images i USING (dataset, image_id) WHERE model || unit IN "
+                             "('a0', 'a1', 'b0', 'b1', 'b2') GROUP BY 1"))
     assert tops["a0"] == ["red"] * 10 and tops["a1"] == ["bars"] * 10
     assert tops["b0"] == ["red"] * 5 and tops["b1"] == ["bars"] * 5 and tops["b2"] == ["blue"] * 5
 
 
 def test_overlap_and_best_match_are_hand_computed(two_models):
     with catalog.open(two_models, read_only=True) as cat:
-        shared = cat.con.execute("SELECT count(*) FROM shared_top_images WHERE model_a = 'a' AND unit_a = ? "
-                                 "AND model_b = 'b' AND unit_b = ?", [RED, RED]).fetchone()[0]
-        overlap = cat.con.execute("SELECT unit_a, unit_b, shared, n_a, n_b, jaccard FROM neuron_overlap "
-                                  "WHERE model_a = 'a' ORDER BY 1, 2").fetchall()
-        best = cat.con.execute("SELECT model_a, unit_a, unit_b, jaccard FROM best_match ORDER BY 1, 2").fetchall()
+        shared = cat.rows("SELECT count(*) FROM shared_top_images WHERE model_a = 'a' AND unit_a = ? "
+                          "AND model_b = 'b' AND unit_b = ?", [RED, RED])[0][0]
+        overlap = cat.rows("SELECT unit_a, unit_b, shared, n_a, n_b, jaccard FROM neuron_overlap "
+                           "WHERE model_a = 'a' ORDER BY 1, 2")
+        best = cat.rows("SELECT model_a, unit_a, unit_b, jaccard FROM best_match ORDER BY 1, 2")
     assert shared == 5
     assert overlap == [(RED, RED, 5, 10, 5, 0.5), (EDGE, EDGE, 5, 10, 5, 0.5)]
     # b's BLUE detector shares no top image with a: no row; a's dead neuron takes no part.

@@ -65,10 +65,10 @@ def test_gradcam_of_top_images_is_stored(tmp_path, planted_folder, fast_options)
                                  "--device", "cpu", "-q"])
     assert r.exit_code == 0, r.output
     with catalog.open(path, read_only=True) as cat:
-        rows = cat.con.execute("SELECT v.unit, v.rank, v.image_id, t.image_id, v.png, v.value, t.activation "
-                               "FROM visualizations v "
-                               "JOIN top_images t USING (model, dataset, layer, unit, rank) "
-                               "WHERE kind = 'gradcam' ORDER BY 1, 2").fetchall()
+        rows = cat.rows("SELECT v.unit, v.rank, v.image_id, t.image_id, v.png, v.value, t.activation "
+                        "FROM visualizations v "
+                        "JOIN top_images t USING (model, dataset, layer, unit, rank) "
+                        "WHERE kind = 'gradcam' ORDER BY 1, 2")
     assert [(u, k) for u, k, *_ in rows] == [(u, k) for u in (0, 1) for k in range(3)]  # the dead unit is skipped
     assert all(r[2] == r[3] for r in rows)
     # The target is the channel's spatial maximum: on its own top image, the stored activation.

@@ -43,7 +43,7 @@ def test_plugin_index_lands_in_neurons(tmp_path, plugin_package, planted_folder,
     with pytest.warns(UserWarning, match="'broken' skipped"):  # a failing plugin costs only its own index
         ingest(planted_model, open_images(planted_folder), path, "p", ["0"], fast_options)
     with catalog.open(path) as cat:
-        rows = cat.con.execute("SELECT unit, brightness, orientation, nf_png FROM neurons ORDER BY unit").fetchall()
+        rows = cat.rows("SELECT unit, brightness, orientation, nf_png FROM neurons ORDER BY unit")
         for unit, value, _, png in rows:  # by hand: the mean of the stored NF
             if png is None:
                 assert value is None and unit == DEAD
@@ -54,7 +54,7 @@ def test_plugin_index_lands_in_neurons(tmp_path, plugin_package, planted_folder,
     r = CliRunner().invoke(app, ["analyze", "index", "orientation", "--model", "p", "--catalog", str(path)])
     assert r.exit_code == 0, r.output
     with catalog.open(path, read_only=True) as cat:
-        after = dict(cat.con.execute("SELECT unit, orientation FROM neurons").fetchall())
+        after = dict(cat.rows("SELECT unit, orientation FROM neurons"))
     assert after == pytest.approx(before, nan_ok=True)  # the same from the catalogue as at ingest
     assert after[EDGE] > 0.9 and after[DEAD] is None  # the edge detector's NF is one orientation
     assert before[RED] is None or before[RED] < 0.9

@@ -54,14 +54,14 @@ def toy(tmp_path, planted_folder):
 
 def test_two_leaves_under_one_parent_have_m_1_at_the_parent(toy):
     with catalog.open(toy, read_only=True) as cat:
-        rolled = {d: (m, g, top) for d, m, g, top in cat.con.execute(
+        rolled = {d: (m, g, top) for d, m, g, top in cat.rows(
             "SELECT depth, m, gamma, top_ancestor FROM rolled_up_gamma WHERE unit = ? ORDER BY depth",
-            [COLOURFUL]).fetchall()}
-        gamma = cat.con.execute("SELECT gamma, gamma_m FROM neurons WHERE unit = ?", [COLOURFUL]).fetchone()
-        depth0 = cat.con.execute("SELECT r.unit, r.gamma, n.gamma FROM rolled_up_gamma r JOIN neurons n "
-                                 "USING (model, dataset, layer, unit) WHERE r.depth = 0").fetchall()
-        cloud = dict(cat.con.execute("SELECT ancestor, count FROM rolled_up_class_frequencies WHERE unit = ?",
-                                     [COLOURFUL]).fetchall())
+            [COLOURFUL])}
+        gamma = cat.rows("SELECT gamma, gamma_m FROM neurons WHERE unit = ?", [COLOURFUL])[0]
+        depth0 = cat.rows("SELECT r.unit, r.gamma, n.gamma FROM rolled_up_gamma r JOIN neurons n "
+                          "USING (model, dataset, layer, unit) WHERE r.depth = 0")
+        cloud = dict(cat.rows("SELECT ancestor, count FROM rolled_up_class_frequencies WHERE unit = ?",
+                              [COLOURFUL]))
     # Top 20 = the 10 red and 10 blue images, equal weights: M = 2 classes, γ = (20 − 2) / 19 ...
     assert gamma == (pytest.approx(18 / 19), 2) and rolled[0][:2] == (2, pytest.approx(18 / 19))
     # ... but one generic class "colour": M = 1, γ = 1; and at the root too.
@@ -75,7 +75,7 @@ def test_a_given_hierarchy_outlives_a_re_ingest(toy, planted_folder):
     ingest(model, open_images(planted_folder), toy, "m", ["0"],
            IngestOptions(image_size=32, batch_size=8, workers=0, progress=False, device="cpu", top_n=20))
     with catalog.open(toy, read_only=True) as cat:
-        assert cat.con.execute("SELECT max(depth) FROM label_hierarchy").fetchone()[0] == 2
+        assert cat.rows("SELECT max(depth) FROM label_hierarchy")[0][0] == 2
 
 
 def test_ingest_writes_wordnet_chains_for_imagenet_ids(tmp_path):
@@ -90,6 +90,6 @@ def test_ingest_writes_wordnet_chains_for_imagenet_ids(tmp_path):
     ingest(model, open_images(tmp_path / "d"), tmp_path / "c.duckdb", "p", ["0"],
            IngestOptions(image_size=16, batch_size=4, workers=0, progress=False, device="cpu", top_n=4))
     with catalog.open(tmp_path / "c.duckdb", read_only=True) as cat:
-        common = cat.con.execute("SELECT name, min(depth) FROM label_hierarchy GROUP BY ancestor, name "
-                                 "HAVING count(DISTINCT label) = 2 ORDER BY 2 LIMIT 1").fetchone()
+        common = cat.rows("SELECT name, min(depth) FROM label_hierarchy GROUP BY ancestor, name "
+                          "HAVING count(DISTINCT label) = 2 ORDER BY 2 LIMIT 1")[0]
     assert common == ("cyprinid", 1)  # tench and goldfish are both carps

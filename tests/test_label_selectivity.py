@@ -24,11 +24,11 @@ def demo_catalogue(tmp_path_factory):
 
 def test_red_detector_is_hue_selective(demo_catalogue):
     with catalog.open(demo_catalogue, read_only=True) as cat:
-        rows = {(u, s): (g, m, top) for u, s, g, m, top in cat.con.execute(
-            "SELECT unit, label_set, gamma, m, top_label FROM label_selectivity").fetchall()}
-        shape_gamma = cat.con.execute("SELECT gamma FROM neurons WHERE unit = ?", [RED]).fetchone()[0]
-        counts = cat.con.execute("SELECT label, count FROM label_frequencies WHERE unit = ? AND label_set = 'hue'",
-                                 [RED]).fetchall()
+        rows = {(u, s): (g, m, top) for u, s, g, m, top in cat.rows(
+            "SELECT unit, label_set, gamma, m, top_label FROM label_selectivity")}
+        shape_gamma = cat.rows("SELECT gamma FROM neurons WHERE unit = ?", [RED])[0][0]
+        counts = cat.rows("SELECT label, count FROM label_frequencies WHERE unit = ? AND label_set = 'hue'",
+                          [RED])
     assert rows[(RED, "hue")] == (1.0, 1, "red") and counts == [("red", 10)]
     assert rows[(RED, "texture")][0] < 1  # red comes in every texture
     assert shape_gamma < 1  # neurons.gamma stays the class (shape) one: red comes in every shape
@@ -37,8 +37,8 @@ def test_red_detector_is_hue_selective(demo_catalogue):
 
 def test_color_drop_is_high_for_red_and_zero_for_the_achromatic_edge(demo_catalogue):
     with catalog.open(demo_catalogue, read_only=True) as cat:
-        drop = dict(cat.con.execute("SELECT unit, color_drop FROM neurons").fetchall())
-        layer = cat.con.execute("SELECT mean_alpha, mean_color_drop, agreement FROM color_indexes_by_layer").fetchone()
+        drop = dict(cat.rows("SELECT unit, color_drop FROM neurons"))
+        layer = cat.rows("SELECT mean_alpha, mean_color_drop, agreement FROM color_indexes_by_layer")[0]
     # Gray pixels have R = G = B, where R − (G + B)/2 is 0: the red detector loses everything.
     assert drop[RED] == pytest.approx(1.0)
     # Equal weights on R, G, B: the luma image has the same channel sum, so (up to 8-bit rounding) no loss.

@@ -30,9 +30,9 @@ def test_red_detector_answers_its_own_nf_and_a_dead_neuron_has_none(tmp_path, pl
     path = tmp_path / "c.duckdb"
     ingest(planted_model, open_images(planted_folder), path, "p", ["0"], fast_options)
     with catalog.open(path, read_only=True) as cat:
-        values = dict(cat.con.execute("SELECT unit, nf_self_activation FROM neurons").fetchall())
-        stored = cat.con.execute("SELECT count(*) FROM neuron_indexes WHERE \"index\" = 'nf_self_activation' "
-                                 "AND value IS NOT NULL").fetchone()[0]
+        values = dict(cat.rows("SELECT unit, nf_self_activation FROM neurons"))
+        stored = cat.rows("SELECT count(*) FROM neuron_indexes WHERE \"index\" = 'nf_self_activation' "
+                          "AND value IS NOT NULL")[0][0]
     # Every red top image holds the same 3×3 square, so the NF is that square and scores a_max.
     assert values[RED] > 0.95 and values[RED] < 1.05
     assert values[DEAD] is None and stored == 2

@@ -61,7 +61,7 @@ def both(tmp_path_factory):
 @pytest.mark.parametrize("view", sorted(view_files()))
 def test_view_same_rows_on_duckdb_and_sqlite(both, view):
     cat, lite = both
-    duck_rows = cat.con.execute(f"SELECT * FROM {view}").fetchall()
+    duck_rows = cat.rows(f"SELECT * FROM {view}")
     lite_rows = lite.execute(f"SELECT * FROM {view}").fetchall()
     assert len(duck_rows) > 0
     assert normalise(duck_rows) == normalise(lite_rows)

@@ -106,7 +106,7 @@ def test_visualize_stores_pictures_and_the_cli_selects_with_where(tmp_path, plan
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     with catalog.open(path, read_only=True) as cat:
-        rows = cat.con.execute("SELECT unit, kind, value, start_value, params, png FROM visualizations").fetchall()
+        rows = cat.rows("SELECT unit, kind, value, start_value, params, png FROM visualizations")
     assert [row[0] for row in rows] == [RED]  # only the red detector is colour selective
     unit, kind, value, start, params, png = rows[0]
     assert kind == "channel" and value > start + 0.5 and json.loads(params)["steps"] == 48
@@ -116,7 +116,7 @@ def test_visualize_stores_pictures_and_the_cli_selects_with_where(tmp_path, plan
     r = runner.invoke(app, args[:5] + ["--units", "0-2", "--steps", "4", "--size", "16", "--catalog", str(path), "-q"])
     assert r.exit_code == 0, r.output
     with catalog.open(path, read_only=True) as cat:
-        assert cat.con.execute("SELECT count(*) FROM visualizations").fetchone()[0] == 3
+        assert cat.rows("SELECT count(*) FROM visualizations")[0][0] == 3
     r = runner.invoke(app, args[:5] + ["--units", "5", "--catalog", str(path)])
     assert r.exit_code == 2 and "units 0-2" in r.output
     r = runner.invoke(app, args[:3] + ["--layer", "9", "--catalog", str(path)])
@@ -125,4 +125,4 @@ def test_visualize_stores_pictures_and_the_cli_selects_with_where(tmp_path, plan
     assert r.exit_code == 2 and "--where" in r.output
     ingest(planted_model, open_images(planted_folder), path, "p", ["0"], fast_options)
     with catalog.open(path, read_only=True) as cat:  # a re-ingest drops pictures of the old weights
-        assert cat.con.execute("SELECT count(*) FROM visualizations").fetchone()[0] == 0
+        assert cat.rows("SELECT count(*) FROM visualizations")[0][0] == 0
