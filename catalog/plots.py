@@ -115,33 +115,86 @@ def class_frequency_chart(rows) -> bytes:
     return _png(fig)
 
 
+# Every figure is of one run: (model, dataset) are its two parameters, in that order.
 FIGURES = {
     "selectivity_bins": ("SELECT layer, \"index\", bin, fraction FROM layer_selectivity_bins "
-                         "WHERE model = ? ORDER BY layer_index, \"index\", bin", _selectivity_bins),
-    "hue_distribution": ("SELECT hue FROM color_selective_neurons WHERE model = ?", _hue_distribution),
+                         "WHERE model = ? AND dataset = ? ORDER BY layer_index, \"index\", bin", _selectivity_bins),
+    "hue_distribution": ("SELECT hue FROM color_selective_neurons WHERE model = ? AND dataset = ?", _hue_distribution),
     "ranked_curves": ("SELECT t.layer, t.rank, AVG(t.rel_activation) FROM top_images t JOIN units u "
                       "ON u.model = t.model AND u.dataset = t.dataset AND u.layer = t.layer AND u.unit = t.unit "
-                      "WHERE t.model = ? AND NOT u.dead GROUP BY t.layer, t.rank ORDER BY t.layer, t.rank",
-                      _ranked_curves),
+                      "WHERE t.model = ? AND t.dataset = ? AND NOT u.dead GROUP BY t.layer, t.rank "
+                      "ORDER BY t.layer, t.rank", _ranked_curves),
     "mf_degree": ("SELECT layer, mean_mf_degree, single_faceted_fraction FROM faceted_by_layer "
-                  "WHERE model = ? ORDER BY layer_index", _mf_degree),
+                  "WHERE model = ? AND dataset = ? ORDER BY layer_index", _mf_degree),
 }
 CLASS_FREQUENCIES_SQL = ("SELECT label, frequency, count FROM class_frequencies WHERE model = ? AND dataset = ? "
                          "AND layer = ? AND unit = ? ORDER BY frequency DESC, label LIMIT 20")
 
 
-def figure(name: str, fetch, model: str) -> bytes:
-    """Draw figure ``name`` for ``model``; ``fetch(sql, params)`` returns rows as tuples."""
+def figure(name: str, fetch, model: str, dataset: str) -> bytes:
+    """Draw figure ``name`` for the run (``model``, ``dataset``); ``fetch(sql, params)`` returns rows as tuples."""
     sql, draw = FIGURES[name]
-    return draw(fetch(sql, [model]))
+    return draw(fetch(sql, [model, dataset]))
+
+
+# Transparent pixels are composited on this gray, as ingest/data.py does (contact sheets show what the model saw).
+BACKGROUND = (128, 128, 128)
+
+
+def read_rgb(path, size: int | None = None):
+    """Decode any still image to 8-bit RGB: alpha composited on gray, 16-bit rescaled, CMYK converted.
+
+    With ``size``, a JPEG at least twice as large is decoded at a reduced scale by libjpeg, keeping its
+    shorter side >= ``size``. The same decoding as ingest/data.py's ``read_rgb`` (its CPU path), without
+    torch: tests/test_reading.py compares them pixel for pixel.
+    """
+    import math
+
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        if size and im.format == "JPEG" and min(im.size) >= 2 * size:
+            scale = size / min(im.size)
+            im.draft("RGB", (math.ceil(im.size[0] * scale), math.ceil(im.size[1] * scale)))
+        im = ImageOps.exif_transpose(im)
+        im.load()
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+        if im.mode == "F" and a.max() <= 1.0:
+            top = 1.0
+        im = Image.fromarray(np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        im = im.convert("RGBA")
+        canvas = Image.new("RGBA", im.size, BACKGROUND + (255,))
+        im = Image.alpha_composite(canvas, im)
+    return im.convert("RGB")
+
+
+def model_view(im, size: int):
+    """The image as the model saw it (shorter side resized to ``size``, centre crop), a ``size`` square RGB image.
+
+    Same geometry and resampling as ingest/data.py's ``model_view`` (PIL bilinear there too), so crop
+    boxes stored by ingest land on the same pixels: equal bytes, tested.
+    """
+    from PIL import Image
+
+    w, h = im.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    if (nw, nh) != (w, h):
+        im = im.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=None)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return im.crop((left, top, left + size, top + size))
 
 
 def contact_sheet(root: str, image_size: int, rows, cell: int = 96, columns: int = 10) -> bytes:
     """The top crops of a neuron as one picture; rows are (path, crop_top, crop_left, crop_size)."""
-    from PIL import Image
-
-    from ingest.data import BACKGROUND, model_view, read_rgb
     from pathlib import Path
+
+    from PIL import Image
 
     rows = list(rows)
     n_rows = max(1, -(-len(rows) // columns))
@@ -149,7 +202,7 @@ def contact_sheet(root: str, image_size: int, rows, cell: int = 96, columns: int
     for i, (path, top, left, size) in enumerate(rows):
         p = Path(path) if Path(path).is_absolute() else Path(root) / path
         try:
-            view = Image.fromarray(model_view(read_rgb(p), image_size).permute(1, 2, 0).numpy())
+            view = model_view(read_rgb(p, image_size), image_size)
         except Exception:  # noqa: BLE001 - a file gone since ingest leaves a blank cell
             continue
         canvas = Image.new("RGB", (size, size), BACKGROUND)
@@ -158,5 +211,3 @@ def contact_sheet(root: str, image_size: int, rows, cell: int = 96, columns: int
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
     return buf.getvalue()
-
-

@@ -137,32 +137,37 @@ def view_descriptions() -> dict[str, str]:
     return out
 
 
+# Every canned query is of one data set (and one model where it reads per-model rows): the same network
+# ingested on two data sets keeps two runs, and layer names, units and labels repeat across them.
 CANNED = {
     "selective_neurons": {
         "title": "Neurons of a layer above γ and α",
-        "description": "The mission query: class- and colour-selective neurons of one layer.",
-        "sql": "SELECT model, layer, unit, gamma, alpha, hue, color_name, nf_png FROM neurons "
-               "WHERE layer = :layer AND gamma > CAST(:gamma AS REAL) AND alpha > CAST(:alpha AS REAL) "
-               "ORDER BY gamma DESC, alpha DESC",
+        "description": "The mission query: class- and colour-selective neurons of one layer of a model on a data set.",
+        "sql": "SELECT model, dataset, layer, unit, gamma, alpha, hue, color_name, nf_png FROM neurons "
+               "WHERE model = :model AND dataset = :dataset AND layer = :layer "
+               "AND gamma > CAST(:gamma AS REAL) AND alpha > CAST(:alpha AS REAL) ORDER BY gamma DESC, alpha DESC",
     },
     "top_images_of_neuron": {
         "title": "Top images of a neuron",
         "sql": "SELECT t.rank, i.path, i.label, t.activation, t.rel_activation, t.crop_top, t.crop_left, t.crop_size "
                "FROM top_images t JOIN images i ON i.dataset = t.dataset AND i.image_id = t.image_id "
-               "WHERE t.model = :model AND t.layer = :layer AND t.unit = CAST(:unit AS INTEGER) ORDER BY t.rank",
+               "WHERE t.model = :model AND t.dataset = :dataset AND t.layer = :layer "
+               "AND t.unit = CAST(:unit AS INTEGER) ORDER BY t.rank",
     },
     "similar_neurons": {
         "title": "Neurons most similar to a neuron",
-        "sql": "SELECT s.rank, s.unit_b AS unit, s.pearson, s.euclidean, n.alpha, n.gamma, n.nf_png "
-               "FROM similarity_pairs s JOIN neurons n ON n.model = s.model AND n.dataset = s.dataset "
+        "sql": "SELECT s.rank, s.model, s.dataset, s.layer, s.unit_b AS unit, s.pearson, s.euclidean, n.alpha, "
+               "n.gamma, n.nf_png FROM similarity_pairs s JOIN neurons n ON n.model = s.model AND n.dataset = s.dataset "
                "AND n.layer = s.layer AND n.unit = s.unit_b "
-               "WHERE s.model = :model AND s.layer = :layer AND s.unit_a = CAST(:unit AS INTEGER) ORDER BY s.rank",
+               "WHERE s.model = :model AND s.dataset = :dataset AND s.layer = :layer "
+               "AND s.unit_a = CAST(:unit AS INTEGER) ORDER BY s.rank",
     },
     "neurons_selective_to_class": {
-        "title": "Neurons selective to a class",
-        "sql": "SELECT c.model, c.layer, c.unit, c.frequency, c.count, n.gamma, n.nf_png FROM class_frequencies c "
-               "JOIN neurons n ON n.model = c.model AND n.dataset = c.dataset AND n.layer = c.layer AND n.unit = c.unit "
-               "WHERE c.label = :label ORDER BY c.frequency DESC LIMIT 200",
+        "title": "Neurons selective to a class of a data set",
+        "sql": "SELECT c.model, c.dataset, c.layer, c.unit, c.frequency, c.count, n.gamma, n.nf_png "
+               "FROM class_frequencies c JOIN neurons n ON n.model = c.model AND n.dataset = c.dataset "
+               "AND n.layer = c.layer AND n.unit = c.unit "
+               "WHERE c.dataset = :dataset AND c.label = :label ORDER BY c.frequency DESC LIMIT 200",
     },
 }
 
@@ -170,19 +175,21 @@ CANNED = {
 def metadata(db_name: str) -> dict:
     """Datasette metadata: titles, column descriptions from schema.sql, canned queries, plugin settings."""
     tables = {t: {"columns": cols, "facets": []} for t, cols in column_descriptions().items()}
-    for t, facets in {"units": ["layer", "color_name"], "layers": ["model"], "models": ["dataset"]}.items():
+    for t, facets in {"units": ["dataset", "layer", "color_name"], "layers": ["model", "dataset"],
+                      "models": ["dataset"]}.items():
         tables[t]["facets"] = facets
     for view, text in view_descriptions().items():
         tables[view] = {"description": text}
-    tables["neurons"]["facets"] = ["model", "layer", "color_name", "faceted"]
-    tables["color_selective_neurons"]["facets"] = ["model", "layer", "color_name"]
+    tables["neurons"]["facets"] = ["model", "dataset", "layer", "color_name", "faceted"]
+    tables["color_selective_neurons"]["facets"] = ["model", "dataset", "layer", "color_name"]
     for t, cols in FULL_TEXT.items():
         tables[t]["fts_table"] = f"{t}_fts"
         tables[t]["searchmode"] = "raw"
     return {
         "title": "neuron-catalog",
         "description": "Neurons of trained CNNs: top images, Neuron Features, colour and class selectivity, "
-                       "multi-faceted measures. Open a model's page at /-/model, a neuron's at /-/neuron.",
+                       "multi-faceted measures. Open a model's page at /-/model (model and dataset), a neuron's at "
+                       "/-/neuron (model, dataset, layer, unit).",
         "databases": {db_name: {"tables": tables, "queries": CANNED}},
         "plugins": {"datasette-render-images": {"size_limit": 4_000_000}},
     }

@@ -77,7 +77,7 @@ def test_mission_query_same_rows_through_datasette_json(site):
     url = f"{site['base']}/{site['name']}.json?" + urllib.parse.urlencode({"sql": MISSION, "_shape": "array"})
     rows = json.loads(get(url)[1])
     with catalog.open(site["duckdb"], read_only=True) as cat:
-        expected = cat.con.execute(MISSION).fetchall()
+        expected = cat.rows(MISSION)
     assert sorted((r["model"], r["layer"], r["unit"]) for r in rows) == sorted(expected)
     assert expected  # the red detector
 
@@ -86,7 +86,7 @@ def test_every_view_same_rows_in_duckdb_and_the_published_sqlite(site):
     lite = sqlite3.connect(site["db"])
     with catalog.open(site["duckdb"], read_only=True) as cat:
         for view in view_files():
-            assert normalise(cat.con.execute(f"SELECT * FROM {view}").fetchall()) == \
+            assert normalise(cat.rows(f"SELECT * FROM {view}")) == \
                 normalise(lite.execute(f"SELECT * FROM {view}").fetchall()), view
 
 
@@ -106,6 +106,8 @@ def test_table_page_shows_nf_thumbnails(site, browser):
 def test_canned_query_form_returns_rows(site, browser):
     page = browser.new_page()
     page.goto(f"{site['base']}/{site['name']}/selective_neurons")
+    page.fill("input[name=model]", "planted")
+    page.fill("input[name=dataset]", "data")
     page.fill("input[name=layer]", "0")
     page.fill("input[name=gamma]", "0.9")
     page.fill("input[name=alpha]", "0.5")
@@ -126,7 +128,9 @@ def test_neuron_page_has_contact_sheet_and_chart(site, browser):
     page.wait_for_function("[...document.querySelectorAll('img.gradcam')].every(e => e.complete)")
     assert page.eval_on_selector_all("img.gradcam", "els => els.map(e => e.naturalWidth)") == [32] * 3  # the 32 px overlays
     shot(page, "neuron-page")
-    page.goto(f"{site['base']}/-/model?model=planted")
+    page.click("#model-link")
+    page.wait_for_load_state()
+    assert "dataset=data" in page.url and "planted on data" in page.inner_text("h1")
     page.wait_for_function("[...document.querySelectorAll('img.figure')].every(e => e.complete)")
     assert page.eval_on_selector_all("img.figure", "els => els.map(e => e.naturalWidth)") == [
         w for w in page.eval_on_selector_all("img.figure", "els => els.map(e => e.naturalWidth)") if w > 0]
@@ -138,7 +142,7 @@ def test_neuron_page_has_contact_sheet_and_chart(site, browser):
 def test_publish_during_concurrent_reads_never_errors(site):
     url = f"{site['base']}/{site['name']}.json?" + urllib.parse.urlencode({"sql": MISSION, "_shape": "array"})
     with catalog.open(site["duckdb"], read_only=True) as cat:
-        expected = sorted(cat.con.execute(MISSION).fetchall())
+        expected = sorted(cat.rows(MISSION))
     failures, done = [], threading.Event()
 
     def reader():
@@ -168,7 +172,7 @@ def test_full_text_search_and_facets(site):
     body = json.loads(get(f"{site['base']}/{site['name']}/units.json?_search=red&_shape=objects")[1])
     assert [r["color_name"] for r in body["rows"]] == ["red"]
     body = json.loads(get(f"{site['base']}/{site['name']}/neurons.json")[1])  # facets from the metadata
-    assert set(body["facet_results"]) == {"model", "layer", "color_name", "faceted"}
+    assert set(body["facet_results"]) == {"model", "dataset", "layer", "color_name", "faceted"}
     # the published copy stores `neurons` (same SQL) as an indexed table
     lite = sqlite3.connect(site["db"])
     assert lite.execute("SELECT type FROM sqlite_master WHERE name = 'neurons'").fetchone() == ("table",)

@@ -102,22 +102,28 @@ async def classes_png(datasette, request):
 
 
 async def model_page(datasette, request):
-    models = await _rows(datasette, "SELECT model, dataset, architecture, n_images, n_neurons FROM models ORDER BY 1", [])
-    chosen = request.args.get("model") or (models[0][0] if models else None)
+    """One run's page: a model on one data set (?model=&dataset=; without dataset, the model's first)."""
+    runs = await _rows(datasette, "SELECT model, dataset, architecture, n_images, n_neurons FROM models "
+                                  "ORDER BY model, dataset", [])
+    model, dataset = request.args.get("model"), request.args.get("dataset")
+    chosen = next((r[:2] for r in runs if (model is None or r[0] == model) and (dataset is None or r[1] == dataset)),
+                  None)
+    if chosen is None and (model or dataset):
+        return Response.text(f"no run of model {model!r}{f' on {dataset!r}' if dataset else ''}", status=404)
     layers = await _rows(datasette, "SELECT layer, channels, rf_size, n_dead, mean_alpha, mean_gamma, "
-                                    "color_selective_fraction FROM layer_summary WHERE model = ? ORDER BY layer_index",
-                         [chosen])
+                                    "color_selective_fraction FROM layer_summary WHERE model = ? AND dataset = ? "
+                                    "ORDER BY layer_index", list(chosen or ("", "")))
     return Response.html(await datasette.render_template("model.html", {
-        "models": models, "chosen": chosen, "layers": layers, "figures": list(plots.FIGURES),
+        "runs": runs, "chosen": chosen, "layers": layers, "figures": list(plots.FIGURES),
         "encode": lambda **kw: urlencode(kw), "database": _db(datasette).name}, request=request))
 
 
 async def model_plot(datasette, request):
-    name, model = request.args.get("figure"), request.args.get("model")
-    if name not in plots.FIGURES or not model:
+    name, model, dataset = (request.args.get(k) for k in ("figure", "model", "dataset"))
+    if name not in plots.FIGURES or not model or not dataset:
         return _png(None)
     sql, draw = plots.FIGURES[name]
-    rows = await _rows(datasette, sql, [model])
+    rows = await _rows(datasette, sql, [model, dataset])
     return _png(await asyncio.to_thread(draw, rows))
 
 
