@@ -15,7 +15,7 @@ import torch
 
 from ingest import optvis
 from ingest.models import EFFICIENTNET_LITE0, load_model
-from ingest.pipeline import normaliser
+from ingest.network import Network
 from ingest.visualize import item_seed
 
 LAYER = "_blocks.8._project_conv"
@@ -30,9 +30,8 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     model = load_model(EFFICIENTNET_LITE0)
-    net = model.module.to(args.device).eval()
-    mean, std = normaliser(model, args.device)
-    normalise = lambda x: (x - mean) / std  # noqa: E731
+    ready = Network(model, args.device)
+    net, normalise = ready.module, ready.inputs
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu, {torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, {name}; {args.steps} steps at {args.size} px, layer {LAYER}")
 

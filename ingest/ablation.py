@@ -16,13 +16,12 @@ from tqdm import tqdm
 from catalog import Catalog
 
 from .analyze import images_of, model_of, run_info
-from .data import loader
 from .errors import UsageError
 from .labels import imagenet_classes
 from .models import LoadedModel
-from .pipeline import normaliser
+from .network import Network, image_batches, network_pass
 from .taps import is_script
-from .visualize import choose_units, default_device
+from .visualize import choose_units
 
 
 def held_out(paths: list[str], fraction: float) -> list[int]:
@@ -46,7 +45,6 @@ def ablate(cat: Catalog, model: str, layer: str, units: list[int] | None = None,
            split: float = 0.2, batch_size: int = 32, device: str | None = None, network: LoadedModel | None = None,
            progress: bool = True) -> dict[str, int]:
     """Per (unit, class): accuracy with the unit's channel zeroed minus the intact accuracy, into ``ablation``."""
-    device = default_device(device)
     info = run_info(cat, model, dataset)
     ds = info["dataset"]
     units = choose_units(cat, model, ds, layer, units, None)
@@ -54,9 +52,8 @@ def ablate(cat: Catalog, model: str, layer: str, units: list[int] | None = None,
     ids = held_out(images.paths, split)
     if not ids:
         raise UsageError(f"the held-out split of {split} holds no image of {len(images)}; raise --split")
-    network = network or model_of(info)
-    net = network.module.to(device).eval()
-    mean, std = normaliser(network, device)
+    ready = Network(network or model_of(info), device)
+    net = ready.module
     if is_script(net):
         raise UsageError("ablation zeroes a channel with a forward hook, which TorchScript does not run; "
                          "give the architecture with --weights instead")
@@ -76,24 +73,25 @@ def ablate(cat: Catalog, model: str, layer: str, units: list[int] | None = None,
     correct = np.zeros((len(units) + 1, len(classes)), dtype=np.int64)  # row 0: intact
     totals = np.zeros(len(classes), dtype=np.int64)
     outputs: list[str] = []
+    def score(batch, _layer, scores):
+        nonlocal outputs
+        outputs = outputs or output_classes(classes, scores.shape[1])
+        predicted = scores.argmax(1).cpu().numpy()
+        hit = np.array([outputs[p] for p in predicted]) == label_of[batch.ids_cpu.numpy()]
+        np.add.at(correct[slot], truth, hit.astype(np.int64))
+
     handle = module.register_forward_hook(zero)
     try:
-        with torch.inference_mode():
-            for batch, batch_ids, _errors in tqdm(loader(images, info["image_size"], batch_size, 0, ids),
-                                                  desc=f"ablate {layer}", unit="batch", disable=not progress):
-                if batch is None:
-                    continue
-                x = (batch.to(device).float() / 255 - mean) / std
-                names = label_of[batch_ids.numpy()]
-                truth = np.array([class_index[label] for label in names])
-                np.add.at(totals, truth, 1)
-                for slot, unit in enumerate([None] + units):
-                    ablated[0] = unit
-                    scores = net(x)
-                    outputs = outputs or output_classes(classes, scores.shape[1])
-                    predicted = scores.argmax(1).cpu().numpy()
-                    hit = np.array([outputs[p] for p in predicted]) == names
-                    np.add.at(correct[slot], truth, hit.astype(np.int64))
+        for batch in tqdm(image_batches(images, ids, ready.device, info["image_size"], batch_size, 0),
+                          desc=f"ablate {layer}", unit="batch", disable=not progress):
+            if not len(batch):
+                continue
+            truth = np.array([class_index[label] for label in label_of[batch.ids_cpu.numpy()]])
+            np.add.at(totals, truth, 1)
+            for slot, unit in enumerate([None] + units):  # the intact network, then each unit zeroed
+                ablated[0] = unit
+                for _ in network_pass(ready, [batch], None, score, progress=False):
+                    pass
     finally:
         handle.remove()
     present = totals > 0

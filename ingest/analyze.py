@@ -17,14 +17,14 @@ from catalog import Catalog
 from catalog.reading import CatalogLookupError
 
 from . import analyses
-from .data import LabelledImages, loader
+from .data import LabelledImages
 from .errors import UsageError
 from .models import LoadedModel, load_model
-from .pipeline import normaliser
+from .network import Network, default_device, image_batches, network_pass
+from .record import as_maps
 from .ica import neuron_components
 from .neuron_feature import CropPlan, gather_crops
 from .receptive_field import ReceptiveField
-from .taps import LayerTap
 
 
 def _counts(tables: dict) -> dict[str, int]:
@@ -94,24 +94,23 @@ def model_of(info: dict) -> LoadedModel:
 
 
 def pooled_vectors(model: LoadedModel, layer: str, images: LabelledImages, ids: list[int], image_size: int,
-                   batch_size: int = 64, device: str = "cpu", progress: bool = True) -> tuple[list[int], np.ndarray]:
+                   batch_size: int = 64, device: str | None = None, progress: bool = True) -> tuple[list[int], np.ndarray]:
     """Global-average-pooled output of ``layer`` for each readable image of ``ids``."""
-    net = model.module.to(device).eval()
-    mean, std = normaliser(model, device)
+    network = Network(model, device)
     kept, vectors = [], []
-    with LayerTap(net, [layer]) as tap, torch.inference_mode():
-        for batch, batch_ids, _errors in tqdm(loader(images, image_size, batch_size, 0, ids), desc="vectors",
-                                              unit="batch", disable=not progress):
-            if batch is None:
-                continue
-            x = (batch.to(device).float().div(255) - mean) / std
-            tap.run(x, lambda _name, out: vectors.append(out.mean(dim=(2, 3)) if out.dim() == 4 else out))
-            kept += batch_ids.tolist()
+
+    def pool(batch, _layer, out):
+        vectors.append(as_maps(out, layer).float().mean(dim=(2, 3)))
+        kept.extend(batch.ids_cpu.tolist())
+
+    batches = image_batches(images, ids, network.device, image_size, batch_size, 0)
+    for _ in network_pass(network, batches, [layer], pool, desc="vectors", total=len(ids), progress=progress):
+        pass
     return kept, torch.cat(vectors).double().cpu().numpy()
 
 
 def analyze_filter_tree(cat: Catalog, model: str, label: str, dataset: str | None = None, layer: str | None = None,
-                        network: LoadedModel | None = None, batch_size: int = 64, device: str = "cpu",
+                        network: LoadedModel | None = None, batch_size: int = 64, device: str | None = None,
                         progress: bool = True) -> dict[str, int]:
     """Algorithm 2 for one class, over its images' pooled vectors of ``layer`` (default the hierarchy layer).
 
@@ -132,7 +131,7 @@ def analyze_filter_tree(cat: Catalog, model: str, label: str, dataset: str | Non
 
 
 def analyze_ica(cat: Catalog, model: str, dataset: str | None = None, layers: list[str] | None = None,
-                size: int = 32, components: int = 8, device: str = "cpu", batch_size: int = 64,
+                size: int = 32, components: int = 8, device: str | None = None, batch_size: int = 64,
                 memory: int = 512 << 20, progress: bool = True) -> dict[str, int]:
     """FastICA components of each live neuron's top-100 crops (gray and per RGB channel), as PNGs.
 
@@ -143,6 +142,7 @@ def analyze_ica(cat: Catalog, model: str, dataset: str | None = None, layers: li
     ds = info["dataset"]
     images = images_of(cat, ds)
     mean = cat.dataset_info(ds)
+    device = default_device(device)
     fill = torch.tensor([mean["mean_r"], mean["mean_g"], mean["mean_b"]], dtype=torch.float32, device=device)
     known = cat.layer_names(model, ds)
     unknown = sorted(set(layers or []) - set(known))
@@ -165,20 +165,19 @@ def analyze_ica(cat: Catalog, model: str, dataset: str | None = None, layers: li
             local = {u: i for i, u in enumerate(chunk)}
             sel = sorted((r for r in rows if r[0] in local), key=lambda r: (r[2], r[0], r[1]))
             plan = CropPlan(layer, ReceptiveField(rf_size, 1, 0, 0), s, len(chunk),
-                            torch.tensor([local[r[0]] for r in sel]), torch.tensor([r[2] for r in sel]),
-                            torch.tensor([r[3] for r in sel]), torch.tensor([r[4] for r in sel]),
-                            torch.ones(len(sel)))
-            ranks = torch.tensor([r[1] for r in sel])
+                            torch.tensor([local[r[0]] for r in sel]), torch.tensor([r[2] for r in sel]),  # host: plan
+                            torch.tensor([r[3] for r in sel]), torch.tensor([r[4] for r in sel]),  # host: plan
+                            torch.ones(len(sel)))  # host: plan
+            ranks = torch.tensor([r[1] for r in sel])  # host: plan ranks
             crops = torch.zeros(len(chunk), n_top, 3, s, s, device=device)
-            counts = torch.zeros(len(chunk), dtype=torch.int64)
-            for batch, batch_ids, _errors in loader(images, info["image_size"], batch_size, 0,
-                                                    sorted(set(plan.image_ids.tolist()))):
-                if batch is None:
+            counts = torch.zeros(len(chunk), dtype=torch.int64)  # host: plan
+            for batch in image_batches(images, sorted(set(plan.image_ids.tolist())), device, info["image_size"],
+                                       batch_size, 0):
+                if batch.pixels is None:
                     continue
-                x = batch.to(device).float().div(255)
-                for idx, got in gather_crops(plan, x, batch_ids, fill):
+                for idx, got in gather_crops(plan, batch.images01, batch.ids_cpu, fill):
                     crops[plan.units[idx], ranks[idx]] = got
-                    counts.index_add_(0, plan.units[idx], torch.ones(len(idx), dtype=torch.int64))
+                    counts.index_add_(0, plan.units[idx], torch.ones(len(idx), dtype=torch.int64))  # host: plan
             found = neuron_components(crops, counts, components)
             for mode, per_neuron in found.items():
                 for i, comps in enumerate(per_neuron):

@@ -17,7 +17,7 @@ from .data import LabelledImages
 from .errors import UsageError
 from .layers import resolve_layers
 from .models import LoadedModel
-from .network import Network, normaliser  # noqa: F401 - normaliser: until every pass takes a Network
+from .network import Network
 from .options import IngestOptions
 from .receptive_field import receptive_fields
 from .record import Checkpoint, ScanState, record, run_fingerprint, scan_state

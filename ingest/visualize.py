@@ -18,20 +18,15 @@ from catalog.reading import CatalogLookupError
 from . import optvis
 from .analyses import png_bytes
 from .analyze import images_of, model_of, run_info
-from .data import loader
 from .errors import UsageError
 from .gradcam import Target, grad_cam, overlay
 from .layers import resolve_layers
 from .models import LoadedModel
-from .pipeline import normaliser
+from .network import Network, image_batches
 
 KINDS = ("channel", "unit", "logit")
 COLUMNS = ("model", "dataset", "layer", "unit", "kind", "rank", "image_id", "label", "value", "start_value",
            "params", "png", "created_at")
-
-
-def default_device(device: str | None) -> str:
-    return device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def parse_units(text: str) -> list[int]:
@@ -85,11 +80,10 @@ def visualize(cat: Catalog, model: str, layer: str, units: list[int] | None = No
     """Activation maximisation of many neurons (or class logits), ``batch_size`` at a time, into ``visualizations``."""
     if kind not in KINDS:
         raise UsageError(f"--kind must be one of {', '.join(KINDS)}, not {kind!r}")
-    device = default_device(device)
     info = run_info(cat, model, dataset)
     ds = info["dataset"]
-    network = network or model_of(info)
-    net = network.module.to(device).eval()
+    ready = Network(network or model_of(info), device)
+    net, device = ready.module, ready.device
     if kind == "logit":
         if where:
             raise UsageError("--where selects neurons; for --kind logit give class indexes with --units")
@@ -100,7 +94,6 @@ def visualize(cat: Catalog, model: str, layer: str, units: list[int] | None = No
         chosen = units
     else:
         chosen = choose_units(cat, model, ds, layer, units, where)
-    mean, std = normaliser(network, device)
     transforms = optvis.standard_transforms(size, jitter, degrees, scale, blur)
     make = {"channel": optvis.channel, "unit": optvis.unit, "logit": optvis.logit}[kind]
     params = {"size": size, "steps": steps, "lr": lr, "param": param, "jitter": jitter if jitter is not None
@@ -111,7 +104,7 @@ def visualize(cat: Catalog, model: str, layer: str, units: list[int] | None = No
                       disable=not progress):
         part = chosen[start:start + batch_size]
         result = optvis.render(net, make(layer, part), [item_seed(seed, layer, u, kind) for u in part],
-                               lambda x: (x - mean) / std, size, steps, lr, param, transforms, l2, tv, device)
+                               ready.inputs, size, steps, lr, param, transforms, l2, tv, device)
         out["unit"] += part
         out["value"] += result.values.double().tolist()
         out["start_value"] += result.start.double().tolist()
@@ -135,14 +128,11 @@ def gradcam_top_images(cat: Catalog, model: str, layer: str, units: list[int] | 
                        network: LoadedModel | None = None, progress: bool = True) -> dict[str, int]:
     """grad-CAM of each chosen neuron (its channel's spatial maximum) on its first ``top`` images,
     seen at layer ``at`` (default: the ingested layer before ``layer``)."""
-    device = default_device(device)
     info = run_info(cat, model, dataset)
     ds = info["dataset"]
     chosen = choose_units(cat, model, ds, layer, units, where)
     at = at or previous_layer(cat, model, ds, layer)
-    network = network or model_of(info)
-    net = network.module.to(device).eval()
-    mean, std = normaliser(network, device)
+    ready = Network(network or model_of(info), device)
     tops = cat.top_images(model, ds, layer, units=chosen, top=top, live=True)  # a dead neuron has nothing to explain
     by_image: dict[int, list[tuple[int, int]]] = {}
     for unit, rank, image_id in zip(*(tops.column(c).to_pylist() for c in ("unit", "rank", "image_id"))):
@@ -150,15 +140,15 @@ def gradcam_top_images(cat: Catalog, model: str, layer: str, units: list[int] | 
     params = json.dumps({"at": at, "target": f"max of channel in {layer}", "colormap": "inferno", "opacity": 0.5})
     out = {c: [] for c in ("unit", "rank", "image_id", "value", "png")}
     images = images_of(cat, ds)
-    for batch, ids, _errors in tqdm(loader(images, info["image_size"], 16, 0, sorted(by_image)), desc="grad-CAM",
-                                    unit="batch", disable=not progress):
-        if batch is None:
+    for batch in tqdm(image_batches(images, sorted(by_image), ready.device, info["image_size"], 16, 0),
+                      desc="grad-CAM", unit="batch", disable=not progress):
+        if batch.pixels is None:
             continue
-        x = (batch.to(device).float() / 255 - mean) / std
-        for i, image_id in enumerate(ids.tolist()):
+        x = ready.inputs(batch.images01)
+        for i, image_id in enumerate(batch.ids_cpu.tolist()):
             for unit, rank in by_image[image_id]:
-                heat, score = grad_cam(net, x[i:i + 1], at, Target(unit, layer))
-                picture = overlay(batch[i].permute(1, 2, 0).numpy(), heat[0].cpu().numpy())
+                heat, score = grad_cam(ready.module, x[i:i + 1], at, Target(unit, layer))
+                picture = overlay(batch.pixels[i].permute(1, 2, 0).cpu().numpy(), heat[0].cpu().numpy())
                 for key, value in (("unit", unit), ("rank", rank), ("image_id", image_id),
                                    ("value", float(score[0])), ("png", png_bytes(picture))):
                     out[key].append(value)
@@ -173,16 +163,15 @@ def gradcam_file(network: LoadedModel, image: Path, layer: str, out: Path, label
                  channel: int | None = None, channel_layer: str | None = None, image_size: int = 224,
                  device: str | None = None) -> tuple[Path, float, int | None]:
     """grad-CAM overlay of one image file for a class logit (default: the predicted class) or a channel."""
-    device = default_device(device)
     from .data import model_view, read_rgb
 
     try:
         pixels = model_view(read_rgb(image), image_size)
     except Exception as exc:  # noqa: BLE001 - any decoding failure
         raise UsageError(f"cannot read {image}: {exc}") from exc
-    net = network.module.to(device).eval()
-    mean, std = normaliser(network, device)
-    x = (pixels.unsqueeze(0).to(device).float() / 255 - mean) / std
+    ready = Network(network, device)
+    net = ready.module
+    x = ready.inputs(pixels.unsqueeze(0).to(ready.device).float() / 255)
     target = Target(channel, channel_layer or layer) if channel is not None else Target(label, None)
     heat, score = grad_cam(net, x, layer, target)
     predicted = None
