@@ -137,6 +137,22 @@ def figure(name: str, fetch, model: str, dataset: str) -> bytes:
     return draw(fetch(sql, [model, dataset]))
 
 
+def write_figures(cat, model: str, dataset: str | None, out_dir) -> list:
+    """Every figure of the run (``model``, ``dataset``; the dataset may be left out when the model has
+    one) as ``out_dir/<model>-<dataset>-<figure>.png``; returns the paths."""
+    from pathlib import Path
+
+    dataset = cat.run(model, dataset)["dataset"]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in FIGURES:
+        path = out_dir / f"{model}-{dataset}-{name}.png"
+        path.write_bytes(figure(name, cat.rows, model, dataset))
+        paths.append(path)
+    return paths
+
+
 # Transparent pixels are composited on this gray, as ingest/data.py does (contact sheets show what the model saw).
 BACKGROUND = (128, 128, 128)
 

@@ -1,17 +1,17 @@
 """`neurocat`: a thin command line over the `ingest` pipeline and the `catalog` library."""
 from __future__ import annotations
 
-import csv
 import json
 import sys
 import time
 import warnings
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import duckdb
 import typer
+
+from catalog.output import Format, plain as _plain, write_rows
 
 from .errors import UsageError
 
@@ -42,15 +42,17 @@ DEMO_QUERIES = [
 ]
 
 
+# Options shared by the commands: one definition and one default each.
+CATALOG = typer.Option(Path("catalog.duckdb"), "--catalog", help="DuckDB catalogue file.")
+DEVICE = typer.Option(None, "--device", help="cpu, cuda or cuda:N. Default: cuda when torch sees one, else cpu.")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+MODEL_NAME = typer.Option(..., "--model", help="The model's name in the catalogue.")
+DATASET = typer.Option(None, "--dataset", help="Data set, when the model was ingested on several.")
+
+
 def _fail(exc: Exception) -> None:
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
-
-
-class Format(str, Enum):
-    table = "table"
-    csv = "csv"
-    json = "json"
 
 
 def _split(values: Optional[list[str]]) -> Optional[list[str]]:
@@ -71,11 +73,11 @@ def ingest(
                                                           "('features.*'), repeat or comma-separate. Default: every Conv2d."),
     top_n: int = typer.Option(100, min=1, help="Top images kept per neuron."),
     batch_size: int = typer.Option(64, min=1, help="Images per forward pass."),
-    device: Optional[str] = typer.Option(None, help="cpu or cuda[:N]. Default: cuda when available."),
+    device: Optional[str] = DEVICE,
     image_size: int = typer.Option(224, min=8, help="Images are resized (shorter side) and centre-cropped to this."),
     name: Optional[str] = typer.Option(None, help="The model's name in the catalogue. Default: the architecture."),
     dataset_name: Optional[str] = typer.Option(None, help="The data set's name. Default: folder or manifest name."),
-    catalog: Path = typer.Option(Path("catalog.duckdb"), help="DuckDB catalogue file (created if missing)."),
+    catalog: Path = CATALOG,
     workers: Optional[int] = typer.Option(None, min=0, help="Image decoding processes (engine ray: model actors). "
                                                             "Default: half the CPUs (ray: 1)."),
     engine: str = typer.Option("local", help="local, or ray: decoding in Ray tasks and the model in an actor pool "
@@ -104,7 +106,7 @@ def ingest(
     decode: str = typer.Option("auto", "--decode", help="JPEG decoding: gpu (torchvision on the device, nvJPEG on "
                                                         "CUDA; loader workers only read files), cpu (PIL in the "
                                                         "workers), or auto (gpu when the device is CUDA)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: bool = QUIET,
 ):
     """Index a model's neurons on a labelled image set: top-N images, crops, NF, α, γ, and the cheap
     analyses (multi-faceted measures, neuron similarity, category hierarchy)."""
@@ -179,11 +181,6 @@ analyze_app = typer.Typer(help="Add or redo an analysis on a catalogue, without 
                           no_args_is_help=True)
 app.add_typer(analyze_app, name="analyze")
 
-MODEL_NAME = typer.Option(..., "--model", help="The model's name in the catalogue.")
-DATASET = typer.Option(None, "--dataset", help="Data set, when the model was ingested on several.")
-CATALOG = typer.Option(Path("catalog.duckdb"), "--catalog", help="DuckDB catalogue file.")
-
-
 def _analyze(fn, catalog_path: Path, *args, **kwargs):
     import catalog as cat_lib
 
@@ -230,8 +227,8 @@ def analyze_filter_tree(model: str = MODEL_NAME, label: str = typer.Option(..., 
                         dataset: Optional[str] = DATASET, catalog: Path = CATALOG,
                         layer: Optional[str] = typer.Option(None, "--layer", help="Layer of the filters. "
                                                             "Default: the model's hierarchy layer."),
-                        device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-                        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars.")):
+                        device: Optional[str] = DEVICE,
+                        quiet: bool = QUIET):
     """Filter prediction tree (Algorithm 2) for one class; re-runs the network on that class's images only."""
     from .analyze import analyze_filter_tree as run
 
@@ -243,8 +240,8 @@ def analyze_ica(model: str = MODEL_NAME, dataset: Optional[str] = DATASET, catal
                 layers: Optional[list[str]] = typer.Option(None, "--layers", help="Layers (default: every ingested one)."),
                 size: int = typer.Option(32, "--size", min=4, help="Side of the crops and component images, px."),
                 components: int = typer.Option(8, "--components", min=1, help="Components per neuron and mode."),
-                device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-                quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars.")):
+                device: Optional[str] = DEVICE,
+                quiet: bool = QUIET):
     """FastICA components of each neuron's top-100 crops, grayscale and per RGB channel (Sadeghi)."""
     from .analyze import analyze_ica as run
 
@@ -309,8 +306,8 @@ def ablate(
                                                                        "(chosen by a hash of the path)."),
     dataset: Optional[str] = DATASET, catalog: Path = CATALOG,
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per forward pass."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda. Default: cuda when available."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    device: Optional[str] = DEVICE,
+    quiet: bool = QUIET,
 ):
     """Ablation importance (after Morcos et al. 2018): zero one channel at a time and record each class's
     accuracy change on a held-out split (table ablation, view ablation_importance)."""
@@ -346,8 +343,8 @@ def visualize(
     tv: float = typer.Option(0.0, "--tv", min=0.0, help="Weight of the total-variation penalty."),
     seed: int = typer.Option(0, "--seed", help="Seed; each neuron derives its own from it."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Neurons optimised together."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda. Default: cuda when available."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    device: Optional[str] = DEVICE,
+    quiet: bool = QUIET,
 ):
     """Activation maximisation: an image that each chosen neuron (or class logit) answers most,
     optimised with jitter, rotation, scale, blur and optional L2 / total-variation penalties;
@@ -383,8 +380,8 @@ def gradcam(
     at: Optional[str] = typer.Option(None, "--at", help="Layer whose maps are weighted (without IMAGE). "
                                                         "Default: the ingested layer before --layer."),
     dataset: Optional[str] = DATASET, catalog: Path = CATALOG,
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda. Default: cuda when available."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    device: Optional[str] = DEVICE,
+    quiet: bool = QUIET,
 ):
     """grad-CAM heat maps: for one IMAGE and a class (or a channel) as an overlay PNG, or for the
     top images of chosen neurons, stored in the visualizations table (kind 'gradcam')."""
@@ -427,7 +424,7 @@ def gradcam(
 @app.command()
 def query(
     sql: str = typer.Argument(..., help="SQL to run, e.g. \"SELECT model, layer, unit FROM neurons WHERE gamma > 0.9\"."),
-    catalog: Path = typer.Option(Path("catalog.duckdb"), help="DuckDB catalogue file."),
+    catalog: Path = CATALOG,
     format: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),
 ):
     """Run SQL against a catalogue and print the rows."""
@@ -443,49 +440,11 @@ def query(
     write_rows(table, format, sys.stdout)
 
 
-def write_rows(table, fmt: Format, out) -> None:
-    rows = table.to_pylist()
-    names = table.column_names
-    if fmt is Format.json:
-        json.dump([{k: _plain(v) for k, v in r.items()} for r in rows], out, indent=2, default=str)
-        out.write("\n")
-    elif fmt is Format.csv:
-        w = csv.writer(out)
-        w.writerow(names)
-        w.writerows([[_plain(r[n]) for n in names] for r in rows])
-    else:
-        cells = [[_cell(r[n]) for n in names] for r in rows]
-        widths = [max([len(n)] + [len(c[i]) for c in cells]) for i, n in enumerate(names)]
-        out.write("  ".join(n.ljust(w) for n, w in zip(names, widths)).rstrip() + "\n")
-        out.write("  ".join("-" * w for w in widths) + "\n")
-        for c in cells:
-            out.write("  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip() + "\n")
-        out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n")
-
-
-def _plain(v):
-    if isinstance(v, bytes):
-        import base64
-
-        return base64.b64encode(v).decode()
-    return v
-
-
-def _cell(v) -> str:
-    if v is None:
-        return "NULL"
-    if isinstance(v, bytes):
-        return f"<{len(v)} bytes>"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
 @app.command()
 def merge(
     parts: list[Path] = typer.Argument(..., help="Shard folders written by `neurocat ingest --shard i/n --out …`."),
-    catalog: Path = typer.Option(Path("catalog.duckdb"), help="DuckDB catalogue file."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    catalog: Path = CATALOG,
+    quiet: bool = QUIET,
 ):
     """Merge shard states (duplicates dropped) and finish the run: crops, NF, indexes, analyses, one load."""
     from .shards import merge as run
@@ -499,7 +458,7 @@ def merge(
 
 @app.command()
 def publish(
-    catalog: Path = typer.Option(Path("catalog.duckdb"), help="DuckDB catalogue file."),
+    catalog: Path = CATALOG,
     out: Optional[Path] = typer.Option(None, help="SQLite file to write. Default: the catalogue's name with .db."),
 ):
     """Write the SQLite copy that Datasette serves: every table and view, indexes, full-text search, metadata."""
@@ -514,7 +473,7 @@ def publish(
 
 @app.command()
 def serve(
-    catalog: Path = typer.Option(Path("catalog.duckdb"), help="DuckDB catalogue file."),
+    catalog: Path = CATALOG,
     out: Optional[Path] = typer.Option(None, help="Published SQLite file. Default: the catalogue's name with .db."),
     port: int = typer.Option(8001, help="Port on 127.0.0.1."),
 ):
@@ -547,29 +506,22 @@ def migrate(catalog: Path = typer.Argument(..., help="DuckDB catalogue file writ
 
 @app.command()
 def plot(
-    model: str = typer.Option(..., help="The model's name in the catalogue."),
-    catalog: Path = typer.Option(Path("catalog.duckdb"), help="DuckDB catalogue file."),
+    model: str = MODEL_NAME, dataset: Optional[str] = DATASET, catalog: Path = CATALOG,
     out_dir: Path = typer.Option(Path("plots"), help="Folder for the PNG files."),
 ):
     """The papers' figures for a model as PNG files: α/γ bins per layer, hues, ranked curves, MF degree."""
     import catalog as cat_lib
-    from catalog.plots import FIGURES, figure
+    from catalog.plots import write_figures
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        with cat_lib.open(catalog, read_only=True) as cat:
-            for name in FIGURES:
-                path = out_dir / f"{model}-{name}.png"
-                path.write_bytes(figure(name, cat.rows, model, cat.run(model)["dataset"]))
-                typer.echo(str(path))
-    except FileNotFoundError as exc:
-        _fail(exc)
+    with cat_lib.open(catalog, read_only=True) as cat:
+        for path in write_figures(cat, model, dataset, out_dir):
+            typer.echo(str(path))
 
 
 @app.command()
 def demo(
     catalog: Path = typer.Option(Path("demo.duckdb"), help="Catalogue to write."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: bool = QUIET,
 ):
     """Offline demo: generate a labelled stimulus set, index EfficientNet-Lite0 (real ImageNet weights), run
     every analysis (ICA, the filter tree of 'star', optimised images of a few neurons, too), and print
@@ -602,6 +554,30 @@ def demo(
             write_rows(cat.query(sql), Format.table, sys.stdout)
     typer.echo(f"\ndemo finished in {time.perf_counter() - start:.0f} s; try: neurocat query \"SELECT * FROM layer_summary\" "
                f"--catalog {catalog}")
+
+
+def _user_errors(command):
+    """Mistakes a user can fix (bad names, an old catalogue, a locked file) end as one line and exit 2."""
+    import functools
+
+    import catalog as cat_lib
+    from catalog.reading import CatalogLookupError
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (UsageError, CatalogLookupError, cat_lib.SchemaVersionError, FileNotFoundError) as exc:
+            _fail(exc)
+        except duckdb.IOException as exc:  # typically: another process holds the catalogue open
+            _fail(f"cannot open the catalogue: {exc}")
+
+    return run
+
+
+for _typer in (app, analyze_app):
+    for _command in _typer.registered_commands:
+        _command.callback = _user_errors(_command.callback)
 
 
 if __name__ == "__main__":
