@@ -33,35 +33,71 @@ class TopK:
 
     ``values``, ``image_ids`` and ``positions`` are ``(channels, k)`` tensors sorted by
     rank; slots not yet filled hold ``image_id = -1`` and ``value = -inf``.
+
+    Batches are buffered and folded in when the buffer holds ``buffer`` images (as netdissect
+    does): one ``topk`` over k + buffer columns instead of one per batch. The key orders every
+    (value, image) pair totally, so the result is the same whenever the fold happens.
     """
 
-    def __init__(self, channels: int, k: int, device: torch.device | str = "cpu"):
+    def __init__(self, channels: int, k: int, device: torch.device | str = "cpu", buffer: int | None = None):
         self.k = k
-        self.values = torch.full((channels, k), float("-inf"), device=device)
-        self.image_ids = torch.full((channels, k), NO_IMAGE, dtype=torch.int64, device=device)
-        self.positions = torch.zeros((channels, k), dtype=torch.int32, device=device)
+        self.buffer = max(k, 256) if buffer is None else buffer
+        self._values = torch.full((channels, k), float("-inf"), device=device)
+        self._image_ids = torch.full((channels, k), NO_IMAGE, dtype=torch.int64, device=device)
+        self._positions = torch.zeros((channels, k), dtype=torch.int32, device=device)
+        self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._pending_n = 0
         self.count = 0  # images seen
 
     @property
     def channels(self) -> int:
-        return self.values.shape[0]
+        return self._values.shape[0]
+
+    @property
+    def values(self) -> torch.Tensor:
+        self._flush()
+        return self._values
+
+    @property
+    def image_ids(self) -> torch.Tensor:
+        self._flush()
+        return self._image_ids
+
+    @property
+    def positions(self) -> torch.Tensor:
+        self._flush()
+        return self._positions
 
     def update(self, values: torch.Tensor, image_ids: torch.Tensor, positions: torch.Tensor) -> None:
         """Add a batch: ``values`` and ``positions`` are ``(batch, channels)``, ``image_ids`` ``(batch,)``."""
-        ids = image_ids.to(self.image_ids.device).view(1, -1).expand(self.channels, -1)
-        self._absorb(values.t(), ids, positions.t().to(torch.int32), values.shape[0])
+        self._pending.append((values.to(self._values.dtype), image_ids.to(self._image_ids.device),
+                              positions.to(torch.int32)))
+        self._pending_n += values.shape[0]
+        self.count += values.shape[0]
+        if self._pending_n >= self.buffer:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        values = torch.cat([v for v, _, _ in self._pending]).t()
+        ids = torch.cat([i for _, i, _ in self._pending]).view(1, -1).expand(self.channels, -1)
+        positions = torch.cat([p for _, _, p in self._pending]).t()
+        self._pending, self._pending_n = [], 0
+        self._absorb(values, ids, positions, 0)
 
     def merge(self, other: "TopK") -> None:
         """Absorb another reducer's state; a (channel, image) present in both is kept once."""
         if other.channels != self.channels:  # another k is fine: a batch's own top-k, say
             raise ValueError(f"cannot merge TopK({other.channels}, {other.k}) into TopK({self.channels}, {self.k})")
-        self._absorb(other.values.to(self.values.device), other.image_ids.to(self.values.device),
-                     other.positions.to(self.values.device), other.count, dedupe=True)
+        device = self.values.device
+        self._absorb(other.values.to(device), other.image_ids.to(device), other.positions.to(device), other.count,
+                     dedupe=True)
 
     def _absorb(self, values, image_ids, positions, count, dedupe=False):
-        values = torch.cat([self.values, values.to(self.values.dtype)], dim=1)
-        image_ids = torch.cat([self.image_ids, image_ids], dim=1)
-        positions = torch.cat([self.positions, positions], dim=1)
+        values = torch.cat([self._values, values.to(self._values.dtype)], dim=1)
+        image_ids = torch.cat([self._image_ids, image_ids], dim=1)
+        positions = torch.cat([self._positions, positions], dim=1)
         key = _order_key(values, image_ids)
         if dedupe:
             # Same image twice in one channel: keep one copy (equal keys sort side by side).
@@ -72,13 +108,13 @@ class TopK:
             values, image_ids, positions = (t.gather(1, order) for t in (values, image_ids, positions))
         k = min(self.k, key.shape[1])
         _, top = key.topk(k, dim=1, largest=True, sorted=True)
-        self.values = values.gather(1, top)
-        self.image_ids = image_ids.gather(1, top)
-        self.positions = positions.gather(1, top)
+        self._values = values.gather(1, top)
+        self._image_ids = image_ids.gather(1, top)
+        self._positions = positions.gather(1, top)
         if dedupe:
-            self.values = self.values.masked_fill(
+            self._values = self._values.masked_fill(
                 key.gather(1, top) == torch.iinfo(torch.int64).min, float("-inf"))
-            self.image_ids = self.image_ids.masked_fill(torch.isneginf(self.values), NO_IMAGE)
+            self._image_ids = self._image_ids.masked_fill(torch.isneginf(self._values), NO_IMAGE)
         self.count += count
 
     def result(self) -> dict[str, torch.Tensor]:
@@ -88,11 +124,12 @@ class TopK:
         return {"k": self.k, "count": self.count, **{n: t.cpu() for n, t in self.result().items()}}
 
     def load_state_dict(self, state: dict) -> None:
-        device = self.values.device
+        device = self._values.device
         self.k, self.count = int(state["k"]), int(state["count"])
-        self.values = state["values"].to(device)
-        self.image_ids = state["image_ids"].to(device)
-        self.positions = state["positions"].to(device)
+        self._pending, self._pending_n = [], 0
+        self._values = state["values"].to(device)
+        self._image_ids = state["image_ids"].to(device)
+        self._positions = state["positions"].to(device)
 
     @classmethod
     def from_state_dict(cls, state: dict, device="cpu") -> "TopK":

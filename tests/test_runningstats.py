@@ -59,3 +59,20 @@ def test_state_dict_round_trip():
     again = TopK.from_state_dict(top.state_dict())
     assert torch.equal(again.values, top.values) and torch.equal(again.image_ids, top.image_ids)
     assert again.count == 20
+
+
+def test_buffered_folds_equal_folding_every_batch():
+    g = torch.Generator().manual_seed(2)
+    values = torch.randint(-2, 3, (300, 7), generator=g).float()  # many ties across batches
+    positions = torch.randint(0, 49, (300, 7), generator=g)
+    runs = []
+    for buffer in (1, 10, 64, 1000):
+        top = TopK(7, 12, buffer=buffer)
+        for start in range(0, 300, 9):
+            top.update(values[start:start + 9], torch.arange(start, min(start + 9, 300)), positions[start:start + 9])
+        runs.append(top)
+    expected = brute_force(values, 12)
+    for top in runs:
+        assert top.image_ids.tolist() == expected
+        assert torch.equal(top.values, runs[0].values) and torch.equal(top.positions, runs[0].positions)
+        assert top.count == 300
