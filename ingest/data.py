@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,22 +68,93 @@ def open_images(spec: str | Path, name: str | None = None) -> LabelledImages:
 
 
 def _image_folder(root: Path, name: str | None) -> LabelledImages:
-    paths, labels, problems = [], [], []
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    """Label = class sub-folder. Symbolic links: each real folder is listed once, class folders
+    first. A link to a folder inside the data set is skipped (that folder is listed under its own
+    path); a link to a folder outside it is followed once; a link to a folder holding the data set
+    would loop and is skipped. Each image file is indexed once, under its own path: a link to a
+    file that is also listed (as a file or through another link) is skipped, a link to a file
+    outside the data set is kept (a data set made of links). Skipped and broken links are listing
+    problems (``ingest_errors``)."""
+    problems: list[tuple[str, str]] = []
+    root_real = os.path.realpath(root)
+    seen_dirs: dict[str, str] = {root_real: "."}  # real folder -> where it was listed
+    found: list[tuple[str, str, str, bool]] = []  # (path, label, real path, is a link)
+
+    def rel(p: Path) -> str:
+        return str(p.relative_to(root))
+
+    def within(path: str, folder: str) -> bool:
+        return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+    def enter(d: Path) -> bool:
+        """Whether to list folder ``d``; records why not."""
+        real = os.path.realpath(d)
+        if d.is_symlink():
+            if within(root_real, real):
+                problems.append((rel(d), f"symbolic link to {real}, which holds the data set (a loop); skipped"))
+                return False
+            if within(real, root_real):
+                target = os.path.relpath(real, root_real)
+                problems.append((rel(d), f"symbolic link to the folder {target} of this data set, which is "
+                                         f"listed under its own path; skipped"))
+                return False
+        if real in seen_dirs:
+            problems.append((rel(d), f"the same folder as {seen_dirs[real]}, already listed; skipped"))
+            return False
+        seen_dirs[real] = rel(d)
+        return True
+
+    def broken(p: Path) -> bool:
+        if p.is_symlink() and not p.exists():
+            problems.append((rel(p), f"broken symbolic link (to {os.readlink(p)}); skipped"))
+            return True
+        return False
+
+    def walk(d: Path, label: str) -> int:
+        """List the files under ``d``; returns how many there were."""
+        count = 0
+        try:
+            entries = sorted(d.iterdir())
+        except OSError as exc:
+            problems.append((rel(d), f"cannot list the folder: {exc.strerror or exc}; skipped"))
+            return 0
+        for p in entries:
+            if broken(p):
+                continue
+            if p.is_dir():
+                if enter(p):
+                    count += walk(p, label)
+            elif p.is_file() and not p.name.startswith("."):
+                count += 1
+                if p.suffix.lower() not in IMAGE_SUFFIXES:
+                    problems.append((rel(p), f"not an image file suffix ({p.suffix or 'none'}); skipped"))
+                    continue
+                found.append((rel(p), label, os.path.realpath(p), p.is_symlink()))
+        return count
+
+    class_dirs = []
+    for d in sorted(root.iterdir()):
+        if d.name.startswith(".") or broken(d):
+            continue
+        if d.is_dir():
+            class_dirs.append(d)
     if not class_dirs:
         raise UsageError(f"{root} has no class sub-folders (ImageFolder layout: {root}/<label>/<image>)")
-    for d in class_dirs:
-        files = sorted(f for f in d.rglob("*") if f.is_file() and not f.name.startswith("."))
-        if not files:
-            problems.append((str(d.relative_to(root)), "empty class folder: the class has no images"))
-        for f in files:
-            if f.suffix.lower() not in IMAGE_SUFFIXES:
-                problems.append((str(f.relative_to(root)), f"not an image file suffix ({f.suffix or 'none'}); skipped"))
-                continue
-            paths.append(str(f.relative_to(root)))
-            labels.append(d.name)
-    order = sorted(range(len(paths)), key=paths.__getitem__)
-    return LabelledImages(name or root.name, root, [paths[i] for i in order], [labels[i] for i in order],
+    # Class folders claim their real folders first: a folder that is a class keeps its label
+    # when a link inside another class reaches it too.
+    for d in [d for d in class_dirs if enter(d)]:
+        if not walk(d, d.name):
+            problems.append((rel(d), "empty class folder: the class has no images"))
+    # One entry per file: its own path before any link to it, then the first link by path.
+    keep: dict[str, tuple[str, str, str, bool]] = {}
+    for entry in sorted(found, key=lambda e: (e[3], e[0])):
+        if entry[2] in keep:
+            problems.append((entry[0], f"symbolic link to the same file as {keep[entry[2]][0]}, which is "
+                                       f"indexed; skipped so the image counts once"))
+        else:
+            keep[entry[2]] = entry
+    listed = sorted(keep.values())
+    return LabelledImages(name or root.name, root, [p for p, *_ in listed], [label for _, label, *_ in listed],
                           problems=problems)
 
 
