@@ -1,6 +1,7 @@
 """Turn a ``--model`` argument into an ``nn.Module`` with its preprocessing."""
 from __future__ import annotations
 
+import hashlib
 import importlib
 import sys
 import warnings
@@ -25,10 +26,15 @@ class LoadedModel:
     weights: str | None
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    seed: int | None = None  # the seed of a model built without weights (None: the weights came from a file)
 
 
-def load_model(spec: str, weights: str | None = None) -> LoadedModel:
-    """``spec`` is a torchvision name, a TorchScript file, ``module:callable`` or ``efficientnet-lite0``."""
+def load_model(spec: str, weights: str | None = None, seed: int = 0) -> LoadedModel:
+    """``spec`` is a torchvision name, a TorchScript file, ``module:callable`` or ``efficientnet-lite0``.
+
+    A model built without ``weights`` is initialised from ``seed``, so the same command gives the
+    same random network (and catalogue); the caller's global RNG is left as it was.
+    """
     if spec == EFFICIENTNET_LITE0:
         return _efficientnet_lite0(weights)
     path = Path(spec)
@@ -44,11 +50,18 @@ def load_model(spec: str, weights: str | None = None) -> LoadedModel:
                              f"--model ARCHITECTURE --weights {path}: {exc}") from exc
         return LoadedModel(module.eval(), path.stem, "torchscript", str(path))
     if ":" in spec:
-        return _from_callable(spec, weights)
-    return _torchvision(spec, weights)
+        return _from_callable(spec, weights, seed)
+    return _torchvision(spec, weights, seed)
 
 
-def _torchvision(name: str, weights: str | None) -> LoadedModel:
+def seeded(build, seed: int):
+    """``build()`` with torch's CPU generator seeded, restored afterwards (modules are built on the CPU)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)  # not torch.manual_seed: it would reseed CUDA too
+        return build()
+
+
+def _torchvision(name: str, weights: str | None, seed: int = 0) -> LoadedModel:
     import torchvision.models as tvm
 
     names = tvm.list_models(module=tvm)
@@ -59,16 +72,17 @@ def _torchvision(name: str, weights: str | None) -> LoadedModel:
         raise UsageError(f"unknown model {name!r}. Give a torchvision architecture "
                          f"(closest: {', '.join(close) or ', '.join(names[:8])}), a TorchScript file, "
                          f"'package.module:callable', or {EFFICIENTNET_LITE0!r}.")
-    module = tvm.get_model(name, weights=None)
     if weights is None:
-        warnings.warn(f"no --weights given: {name} has RANDOM weights; its neurons describe nothing learned",
-                      stacklevel=2)
+        module = seeded(lambda: tvm.get_model(name, weights=None), seed)
+        warnings.warn(f"no --weights given: {name} has RANDOM weights (seed {seed}); its neurons describe "
+                      "nothing learned", stacklevel=2)
     else:
+        module = tvm.get_model(name, weights=None)
         load_weights(module, weights)
-    return LoadedModel(module.eval(), name, "torchvision", weights)
+    return LoadedModel(module.eval(), name, "torchvision", weights, seed=None if weights else seed)
 
 
-def _from_callable(spec: str, weights: str | None) -> LoadedModel:
+def _from_callable(spec: str, weights: str | None, seed: int = 0) -> LoadedModel:
     module_name, _, attr = spec.partition(":")
     if "" not in sys.path and "." not in sys.path:
         sys.path.insert(0, "")  # the current directory, like `python -m`
@@ -76,12 +90,12 @@ def _from_callable(spec: str, weights: str | None) -> LoadedModel:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise UsageError(f"cannot import {spec!r}: {exc}") from exc
-    module = factory()
+    module = factory() if weights else seeded(factory, seed)
     if not isinstance(module, nn.Module):
         raise UsageError(f"{spec!r} returned {type(module).__name__}, not a torch.nn.Module")
     if weights:
         load_weights(module, weights)
-    return LoadedModel(module.eval(), spec, "callable", weights)
+    return LoadedModel(module.eval(), spec, "callable", weights, seed=None if weights else seed)
 
 
 def _efficientnet_lite0(weights: str | None) -> LoadedModel:
@@ -120,3 +134,38 @@ def load_weights(module: nn.Module, path: str) -> None:
         raise UsageError(f"weights {path} do not fit the architecture: missing keys: {show(missing)}; "
                          f"unexpected keys: {show(unexpected)}; wrong shapes: {show(wrong_shape)}")
     module.load_state_dict(state, strict=True)
+
+
+DIGEST_CHUNK = 64 << 20  # bytes copied off the device at a time
+
+
+def weights_digest(module: nn.Module) -> str:
+    """A hash of the content of every parameter and buffer (names, dtypes, shapes, bytes), in name
+    order: what a checkpoint or shard must share with the run it joins, whatever file it came from."""
+    h = hashlib.sha256()  # with SHA CPU instructions (most x86 and ARM) about twice blake2b
+    for name, value in sorted(module.state_dict().items()):
+        _feed(h, name, value)
+    return h.hexdigest()[:32]
+
+
+def _feed(h, name: str, value) -> None:
+    if isinstance(value, (list, tuple)):  # extra state, packed parameters
+        for i, v in enumerate(value):
+            _feed(h, f"{name}[{i}]", v)
+        return
+    if isinstance(value, dict):
+        for k in sorted(value, key=str):
+            _feed(h, f"{name}[{k!r}]", value[k])
+        return
+    if not isinstance(value, torch.Tensor):
+        h.update(f"{name}={value!r}\n".encode())
+        return
+    t = value.detach()
+    if t.is_quantized:
+        t = t.dequantize()
+    if t.layout != torch.strided:
+        t = t.to_dense()
+    h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
+    data = t.contiguous().reshape(-1).view(torch.uint8)  # the raw bytes of any dtype (bfloat16 included)
+    for lo in range(0, data.numel(), DIGEST_CHUNK):
+        h.update(data[lo:lo + DIGEST_CHUNK].cpu().numpy())  # host: hashed on the CPU, a chunk at a time

@@ -20,7 +20,7 @@ from .models import LoadedModel
 from .network import Network
 from .options import IngestOptions
 from .receptive_field import receptive_fields
-from .record import Checkpoint, ScanState, record, run_fingerprint, scan_state
+from .record import Checkpoint, ScanState, fingerprint_of, record, run_key, scan_state
 from .rows import LayerResult, run_tables
 from .top_images import neuron_features, self_activations
 
@@ -71,6 +71,11 @@ def run_dir_for(catalog_path: Path, model_name: str, dataset: str) -> Path:
     return catalog_path.parent / "neurocat-runs" / safe
 
 
+def checkpoint_path(catalog_path: Path, model_name: str, dataset: str) -> Path:
+    """Where a killed ingest's scan state waits for the same command to resume it."""
+    return run_dir_for(catalog_path, model_name, dataset) / "scan-checkpoint.pt"
+
+
 def ingest(model: LoadedModel, images: LabelledImages, catalog_path: str | Path, model_name: str | None = None,
            layers: list[str] | None = None, options: IngestOptions | None = None) -> IngestSummary:
     """Index ``model`` on ``images`` into the catalogue at ``catalog_path``; returns a summary."""
@@ -81,8 +86,8 @@ def ingest(model: LoadedModel, images: LabelledImages, catalog_path: str | Path,
     layer_names = choose_layers(model, layers, options)
     network = Network(model, options.device, options.autocast, options.channels_last)
     check_catalogue(catalog_path, images, model_name)
-    checkpoint = Checkpoint(run_dir_for(catalog_path, model_name, images.name) / "scan-checkpoint.pt",
-                            run_fingerprint(model, layer_names, images, options))
+    key = run_key(model, layer_names, images, options)
+    checkpoint = Checkpoint(checkpoint_path(catalog_path, model_name, images.name), fingerprint_of(key), key)
     scan_start = time.perf_counter()
     if options.engine == "ray":  # Ray retries failed work itself; no checkpoint
         from . import ray_engine

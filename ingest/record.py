@@ -23,6 +23,7 @@ import torch
 
 from .data import LabelledImages
 from .errors import UsageError
+from .models import weights_digest
 from .network import Batch, Network, image_batches, network_pass
 from .runningstats import ClassMean, TopK
 
@@ -311,35 +312,66 @@ def scan_state(layers: list[str], top_n: int, images: LabelledImages, hierarchy_
 
 
 class Checkpoint:
-    """A scan state on disk, written atomically, valid only for the same run (fingerprint)."""
+    """A scan state on disk, written atomically, valid only for the same run (fingerprint).
 
-    def __init__(self, path: Path, fingerprint: str):
-        self.path, self.fingerprint = path, fingerprint
+    ``key`` (see ``run_key``) is saved beside the fingerprint, so a checkpoint that does not fit
+    says what differs.
+    """
+
+    def __init__(self, path: Path, fingerprint: str, key: dict | None = None):
+        self.path, self.fingerprint, self.key = path, fingerprint, key
 
     def load(self) -> dict | None:
         if not self.path.exists():
             return None
         state = torch.load(self.path, map_location="cpu", weights_only=True)
         if state.get("fingerprint") != self.fingerprint:
-            warnings.warn(f"ignoring checkpoint {self.path}: it was written with other settings")
+            warnings.warn(f"ignoring checkpoint {self.path} and scanning from the start: it was written with "
+                          f"{differences(state.get('key'), self.key)}", stacklevel=2)
             return None
         return state
 
     def save(self, state: dict) -> None:
         tmp = self.path.with_suffix(".tmp")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"fingerprint": self.fingerprint, **state}, tmp)
+        torch.save({"fingerprint": self.fingerprint, "key": self.key, **state}, tmp)
         os.replace(tmp, self.path)
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
 
 
+# What each part of a run key is, for the message when a checkpoint does not fit.
+KEY_NAMES = {"architecture": "another architecture", "source": "another kind of model",
+             "weights": "other model weights (their content differs)", "normalisation": "another input normalisation",
+             "layers": "other layers", "data": "another data set (paths or labels differ)", "top_n": "another --top-n",
+             "image_size": "another --image-size", "hierarchy_layer": "another --hierarchy-layer",
+             "autocast": "another --autocast"}
+
+
+def differences(saved: dict | None, current: dict | None) -> str:
+    """``other model weights (...), another --top-n`` for two run keys."""
+    if not isinstance(saved, dict) or not isinstance(current, dict):
+        return "other settings (written by an older version)"
+    names = [KEY_NAMES.get(k, k) for k in current if saved.get(k) != current[k]]
+    return ", ".join(names) or "other settings"
+
+
+def run_key(model, layers: list[str], images: LabelledImages, options) -> dict:
+    """What must match for a checkpoint or shard to join a run (not batch size or device: results do
+    not depend on them). The weights count by content, not by file name."""
+    return {"architecture": model.architecture, "source": model.source, "weights": weights_digest(model.module),
+            "normalisation": [list(model.mean), list(model.std)], "layers": list(layers),
+            "data": images.fingerprint(), "top_n": options.top_n, "image_size": options.image_size,
+            "hierarchy_layer": options.hierarchy_layer, "autocast": options.autocast}
+
+
+def fingerprint_of(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def run_fingerprint(model, layers: list[str], images: LabelledImages, options) -> str:
-    """What must match for a checkpoint or shard to join a run (not batch size or device: results do not depend on them)."""
-    key = [model.architecture, model.source, str(model.weights), layers, images.fingerprint(), options.top_n,
-           options.image_size, options.hierarchy_layer] + [options.autocast] * bool(options.autocast)
-    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+    return fingerprint_of(run_key(model, layers, images, options))
 
 
 def record(network: Network, images: LabelledImages, state: ScanState, options, ids: list[int] | None = None,

@@ -18,7 +18,7 @@ import torch
 from .analyze import model_of
 from .data import LabelledImages, open_images
 from .errors import UsageError
-from .models import LoadedModel
+from .models import LoadedModel, load_model
 from .network import Network
 from .options import IngestOptions
 from .pipeline import IngestSummary, check_catalogue, choose_layers, finish, hierarchy_layer
@@ -50,7 +50,7 @@ def ingest_shard(model: LoadedModel, images: LabelledImages, data: str, out: Pat
     out.mkdir(parents=True, exist_ok=True)
     content = {"fingerprint": run_fingerprint(model, layer_names, images, options), "scan": state.state_dict()}
     run = {"shard": shard, "model": {"architecture": model.architecture, "source": model.source,
-                                     "weights": model.weights},
+                                     "weights": model.weights, "seed": model.seed},
            "model_name": model_name or model.architecture, "data": data, "dataset": images.name,
            "layers": layer_names, "options": {k: v for k, v in dataclasses.asdict(options).items() if k != "progress"}}
     for name in (STATE, RUN):  # temporary name, then rename
@@ -75,7 +75,7 @@ def merge(parts: list[Path], catalog_path: Path, progress: bool = True) -> Inges
         raise UsageError("these shards come from different runs (model, layers, data set or options differ)")
     run = runs[0]
     options = IngestOptions(**{**run["options"], "progress": progress})
-    model = model_of(run["model"])
+    model = _reload(run["model"])
     images = open_images(run["data"], run["dataset"])
     layer_names = run["layers"]
     if run_fingerprint(model, layer_names, images, options) != saved[0]["fingerprint"]:
@@ -92,3 +92,10 @@ def merge(parts: list[Path], catalog_path: Path, progress: bool = True) -> Inges
         else:
             state.merge(part)
     return finish(network, images, catalog_path, run["model_name"], layer_names, state, options, start, 0.0)
+
+
+def _reload(info: dict) -> LoadedModel:
+    """The shards' network again; a random one from the seed the shards recorded."""
+    if info.get("seed") not in (None, 0) and not info.get("weights"):
+        return load_model(info["architecture"], None, seed=int(info["seed"]))
+    return model_of(info)
