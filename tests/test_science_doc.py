@@ -18,7 +18,7 @@ HEADING = re.compile(r"^#{2,3}\s*§(\d+)\b", re.MULTILINE)
 # The sections the code cited before this document existed; their numbers must never move.
 FIXED_SECTIONS = range(1, 13)
 # Tables that hold bookkeeping, not results: everything else in schema.sql must be explained.
-BOOKKEEPING_TABLES = {"datasets", "images", "image_labels", "models", "ingest_errors"}
+BOOKKEEPING_TABLES = {"datasets", "images", "image_labels", "models", "ingest_errors", "catalog_info", "probe_activations"}
 # Per-neuron descriptors stored outside neuron_indexes (table, column).
 DESCRIPTOR_COLUMNS = [("units", "a_max"), ("units", "dead"), ("units", "nf_png"), ("units", "nf_n_used"),
                       ("units", "hue"), ("units", "color_name"), ("units", "alpha_method"), ("units", "gamma_m"),
