@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from ingest import analyses
+from ingest import analysis_tables as analyses
 from ingest.hierarchy import filter_tree
 from ingest.ica import neuron_components
 

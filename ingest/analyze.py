@@ -16,7 +16,7 @@ from tqdm import tqdm
 from catalog import Catalog
 from catalog.reading import CatalogLookupError
 
-from . import analyses
+from . import analysis_tables
 from .data import LabelledImages
 from .errors import UsageError
 from .models import LoadedModel, load_model
@@ -48,19 +48,19 @@ def run_info(cat: Catalog, model: str, dataset: str | None) -> dict:
 def _cofs(cat: Catalog, model: str, dataset: str):
     freq = cat.class_frequencies(model, dataset)
     units = cat.neurons(model, dataset, columns=["layer", "unit", "dead"])
-    return analyses.cof_matrices(freq, units, cat.classes(dataset))
+    return analysis_tables.cof_matrices(freq, units, cat.classes(dataset))
 
 
 def analyze_faceted(cat: Catalog, model: str, dataset: str | None = None) -> dict[str, int]:
     info = run_info(cat, model, dataset)
-    tables = analyses.faceted(model, info["dataset"], _cofs(cat, model, info["dataset"]))
+    tables = analysis_tables.faceted(model, info["dataset"], _cofs(cat, model, info["dataset"]))
     cat.replace(tables, model, info["dataset"])
     return _counts(tables)
 
 
 def analyze_similarity(cat: Catalog, model: str, dataset: str | None = None, k: int | None = 10) -> dict[str, int]:
     info = run_info(cat, model, dataset)
-    tables = analyses.similarity(model, info["dataset"], _cofs(cat, model, info["dataset"]), k)
+    tables = analysis_tables.similarity(model, info["dataset"], _cofs(cat, model, info["dataset"]), k)
     cat.replace(tables, model, info["dataset"])
     return _counts(tables)
 
@@ -71,8 +71,8 @@ def analyze_hierarchy(cat: Catalog, model: str, dataset: str | None = None) -> d
     rows = [tuple(r.values()) for r in cat.class_vectors(model, info["dataset"]).to_pylist()]
     if not rows:
         raise UsageError(f"no class vectors for {model!r}: re-run `neurocat ingest` to compute them in the pass")
-    vectors = np.stack([analyses.blob_vector(r[3]) for r in rows])
-    tables = analyses.hierarchy(model, info["dataset"], rows[0][0], [r[1] for r in rows], vectors,
+    vectors = np.stack([analysis_tables.blob_vector(r[3]) for r in rows])
+    tables = analysis_tables.hierarchy(model, info["dataset"], rows[0][0], [r[1] for r in rows], vectors,
                                 np.array([r[2] for r in rows]))
     cat.replace(tables, model, info["dataset"])
     return _counts(tables)
@@ -125,7 +125,7 @@ def analyze_filter_tree(cat: Catalog, model: str, label: str, dataset: str | Non
     network = network or model_of(info)
     kept, vectors = pooled_vectors(network, layer, images_of(cat, ds), ids, info["image_size"], batch_size,
                                    device, progress)
-    tables = analyses.filter_tree_tables(model, ds, label, layer, kept, vectors)
+    tables = analysis_tables.filter_tree_tables(model, ds, label, layer, kept, vectors)
     cat.replace(tables, model, ds, label=label)  # other classes' trees stay
     return _counts(tables)
 
@@ -183,7 +183,7 @@ def analyze_ica(cat: Catalog, model: str, dataset: str | None = None, layers: li
                 for i, comps in enumerate(per_neuron):
                     for c, image in enumerate(comps.numpy()):
                         for key, value in (("model", model), ("dataset", ds), ("layer", layer), ("unit", chunk[i]),
-                                           ("mode", mode), ("component", c), ("png", analyses.png_bytes(image))):
+                                           ("mode", mode), ("component", c), ("png", analysis_tables.png_bytes(image))):
                             table[key].append(value)
         cat.replace({"ica_components": pa.table(table)}, model, ds, layer=layer)
         written += len(table["png"])

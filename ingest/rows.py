@@ -9,8 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import __version__, analyses, indexes
-from .analyses import png_bytes
+from . import __version__, analysis_tables, indexes
+from .analysis_tables import png_bytes
 from .data import LabelledImages
 from .labels import hierarchy_rows
 from .receptive_field import ReceptiveField
@@ -188,15 +188,15 @@ def dataset_tables(images: LabelledImages, mean_rgb: list[float]) -> dict[str, p
     }
 
 
-def analysis_tables(model: str, dataset: str, classes: list[str], tables: dict[str, pa.Table], hierarchy_layer: str,
+def cheap_analyses(model: str, dataset: str, classes: list[str], tables: dict[str, pa.Table], hierarchy_layer: str,
                     class_mean, similarity_k: int | None) -> dict[str, pa.Table]:
     """The cheap analyses from the run's own rows and the scan's class means (docs/science.md §6, §8, §9)."""
-    cofs = analyses.cof_matrices(tables["class_frequencies"], tables["units"], classes)
-    out = analyses.similarity(model, dataset, cofs, similarity_k)
-    faceted = analyses.faceted(model, dataset, cofs)["neuron_indexes"]
+    cofs = analysis_tables.cof_matrices(tables["class_frequencies"], tables["units"], classes)
+    out = analysis_tables.similarity(model, dataset, cofs, similarity_k)
+    faceted = analysis_tables.faceted(model, dataset, cofs)["neuron_indexes"]
     out["neuron_indexes"] = pa.concat_tables([tables["neuron_indexes"], faceted.cast(tables["neuron_indexes"].schema)])
     if class_mean is not None:
-        out.update(analyses.hierarchy(model, dataset, hierarchy_layer, classes, class_mean.result().cpu().numpy(),
+        out.update(analysis_tables.hierarchy(model, dataset, hierarchy_layer, classes, class_mean.result().cpu().numpy(),
                                       class_mean.counts.cpu().numpy()))
     return out
 
@@ -219,5 +219,5 @@ def run_tables(model_name: str, model, images: LabelledImages, layers: list[Laye
     tables["models"] = model_table(model_name, model, ds, options, hierarchy_layer, n_seen, len(errors), n_neurons,
                                    device, seconds)
     tables.update(dataset_tables(images, mean_rgb))
-    tables.update(analysis_tables(model_name, ds, classes, tables, hierarchy_layer, class_mean, options.similarity_k))
+    tables.update(cheap_analyses(model_name, ds, classes, tables, hierarchy_layer, class_mean, options.similarity_k))
     return tables

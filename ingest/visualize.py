@@ -16,7 +16,7 @@ from catalog import Catalog
 from catalog.reading import CatalogLookupError
 
 from . import optvis
-from .analyses import png_bytes
+from .analysis_tables import png_bytes
 from .analyze import images_of, model_of, run_info
 from .errors import UsageError
 from .gradcam import Target, grad_cam, overlay

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from ingest import analyses
+from ingest import analysis_tables as analyses
 from ingest.faceted import flatness, gini_sparsity, mf_degree
 
 

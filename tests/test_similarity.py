@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from ingest import analyses
+from ingest import analysis_tables as analyses
 from ingest.similarity import layer_similarity
 
 
