@@ -1,6 +1,7 @@
 """One DuckDB file holds every model's neurons; views come from ``queries/*.sql``."""
 from __future__ import annotations
 
+import functools
 import re
 from importlib.resources import files
 from pathlib import Path
@@ -21,6 +22,29 @@ RUN_TABLES = ("models", "layers", "units", "neuron_indexes", "top_images", "clas
               "category_mst", "filter_tree_nodes", "filter_tree_edges", "ica_components", "visualizations",
               "label_selectivity", "label_frequencies", "ablation")
 DATASET_TABLES = ("datasets", "images", "image_labels", "label_hierarchy")
+
+# DuckDB settings for user SQL: no files but the catalogue itself (no COPY TO, ATTACH, read_csv, glob, ...),
+# no network, no extensions, and locked so that SQL cannot SET them back.
+SANDBOX = {"enable_external_access": False, "autoload_known_extensions": False,
+           "autoinstall_known_extensions": False, "allow_community_extensions": False,
+           "lock_configuration": True}
+SANDBOX_NOTE = "user SQL is sandboxed: it reads the catalogue and nothing else, no files, network or extensions"
+# Only the catalogue's own schema: a user's `CREATE SCHEMA extra; CREATE TABLE extra.units` is not ours.
+OWN_SCHEMA = "table_catalog = current_database() AND table_schema = 'main'"
+
+
+def quote(name: str) -> str:
+    """An SQL identifier, quoted (DuckDB and SQLite alike): user tables may be called `my notes` or `a"b`."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def connect_sandboxed(path: str | Path | None = None) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the catalogue at ``path`` (an empty in-memory database without one)
+    in which user SQL can read the catalogue and nothing else. In one process, a file is open either
+    sandboxed or not: DuckDB refuses a second configuration of an open file."""
+    if path is None:
+        return duckdb.connect(":memory:", config=SANDBOX)
+    return duckdb.connect(str(path), read_only=True, config=SANDBOX)
 
 
 def view_files(more_indexes: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
@@ -78,14 +102,35 @@ def create_views(execute, replace_prefix: str = "CREATE OR REPLACE VIEW", materi
         pending = {n: pending[n] for n in failed}
 
 
-class Catalog(Reading):
-    """A catalogue file. ``with catalog.open(path) as cat: cat.query("SELECT ...")``."""
+@functools.lru_cache(maxsize=8)
+def expected_views(more_indexes: tuple[str, ...] = ()) -> dict[str, str]:
+    """View name -> the SQL DuckDB stores for it, from an empty in-memory copy of schema.sql."""
+    con = duckdb.connect(":memory:")
+    try:
+        for sql in schema_tables().values():
+            con.execute(sql)
+        create_views(con.execute, more_indexes=more_indexes)
+        return dict(con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall())
+    finally:
+        con.close()
 
-    def __init__(self, path: str | Path, read_only: bool = False):
+
+class Catalog(Reading):
+    """A catalogue file. ``with catalog.open(path) as cat: cat.query("SELECT ...")``.
+
+    Opened read-only it is sandboxed unless ``sandbox=False``: SQL run on it reads the catalogue and
+    nothing else (see ``SANDBOX``), so user SQL (`neurocat query`) can run on it as it is.
+    """
+
+    def __init__(self, path: str | Path, read_only: bool = False, sandbox: bool | None = None):
         self.path = Path(path)
+        self.sandboxed = read_only if sandbox is None else sandbox
+        if self.sandboxed and not read_only:
+            raise ValueError("a sandboxed catalogue is read-only: open it with read_only=True")
         if read_only and not self.path.exists():
             raise FileNotFoundError(f"no catalogue at {self.path}")
-        self.con = duckdb.connect(str(self.path), read_only=read_only)
+        self.con = (connect_sandboxed(self.path) if self.sandboxed
+                    else duckdb.connect(str(self.path), read_only=read_only))
         try:
             check_schema_version(self.con, self.path)  # an older or newer file: a clear error, nothing written
         except BaseException:
@@ -114,9 +159,17 @@ class Catalog(Reading):
     def refresh_views(self) -> None:
         """(Re)create the views when the set of index names changed: a new index becomes a column of ``neurons``."""
         names = self.index_names()
-        if names != self._views:
+        if names == self._views:
+            return
+        # Views already as this code would write them are left alone: opening for writing then leaves
+        # the file (and its mtime, which `serve` compares) untouched.
+        if self._views is not None or self._held_views() != expected_views(tuple(names)):
             create_views(self.con.execute, more_indexes=names)
-            self._views = names
+        self._views = names
+
+    def _held_views(self) -> dict[str, str]:
+        return dict(self.con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal "
+                                     "AND database_name = current_database() AND schema_name = 'main'").fetchall())
 
     def load_run(self, tables: dict[str, Path | pa.Table], model: str, dataset: str) -> None:
         """Replace one (model, dataset) run with the given Parquet files (or Arrow tables), in one transaction.
@@ -150,26 +203,29 @@ class Catalog(Reading):
         try:
             for table in DATASET_TABLES:
                 if table in tables:
-                    con.execute(f"DELETE FROM {table} WHERE dataset = ?", [dataset])
+                    con.execute(f"DELETE FROM {quote(table)} WHERE dataset = ?", [dataset])
             for table in set(clear) | (set(tables) - set(DATASET_TABLES)):
                 where, params = "model = ? AND dataset = ?", [model, dataset]
                 for column, value in key.items():
                     values = list(value) if isinstance(value, (list, tuple)) else [value]
-                    where += f' AND "{column}" IN ({", ".join("?" * len(values)) or "NULL"})'
+                    where += f' AND {quote(column)} IN ({", ".join("?" * len(values)) or "NULL"})'
                     params += values
                 if table == "neuron_indexes" and table not in clear:
                     names = _column_values(tables[table], "index")
                     where += f""" AND "index" IN ({', '.join('?' * len(names)) or 'NULL'})"""
                     params += names
-                con.execute(f"DELETE FROM {table} WHERE {where}", params)
+                con.execute(f"DELETE FROM {quote(table)} WHERE {where}", params)
             for table, source in tables.items():
-                columns = ", ".join(f'"{c}"' for c in self._columns(table))
+                # A column a user added to one of these tables stays, NULL in the new rows.
+                held, own = self._columns(table), schema_columns().get(table, ())
+                given = set(_column_names(source)) if set(held) - set(own) else set()
+                columns = ", ".join(quote(c) for c in held if c in own or c in given)
                 if isinstance(source, pa.Table):
                     con.register("_incoming", source)
-                    con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _incoming")
+                    con.execute(f"INSERT INTO {quote(table)} ({columns}) SELECT {columns} FROM _incoming")
                     con.unregister("_incoming")
                 else:
-                    con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM read_parquet(?)",
+                    con.execute(f"INSERT INTO {quote(table)} ({columns}) SELECT {columns} FROM read_parquet(?)",
                                 [str(source)])
             con.execute("COMMIT")
         except BaseException:
@@ -180,8 +236,8 @@ class Catalog(Reading):
 
     def _columns(self, table: str) -> list[str]:
         return [r[0] for r in self.con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
-            [table]).fetchall()]
+            f"SELECT column_name FROM information_schema.columns WHERE table_name = ? AND {OWN_SCHEMA} "
+            "ORDER BY ordinal_position", [table]).fetchall()]
 
     def dataset_fingerprint(self, dataset: str) -> str | None:
         row = self.con.execute("SELECT fingerprint FROM datasets WHERE dataset = ?", [dataset]).fetchone()
@@ -192,10 +248,14 @@ class Catalog(Reading):
             "SELECT model FROM models WHERE dataset = ? ORDER BY model", [dataset]).fetchall()]
 
     def query(self, sql: str, params: list | dict | None = None) -> pa.Table:
-        """Run SQL, return an Arrow table."""
-        if params is None:
-            return self.con.sql(sql).to_arrow_table()
-        return self.con.sql(sql, params=params).to_arrow_table()
+        """Run SQL, return an Arrow table (empty for a statement without rows)."""
+        try:
+            result = self.con.sql(sql) if params is None else self.con.sql(sql, params=params)
+        except (duckdb.PermissionException, duckdb.InvalidInputException) as exc:
+            if self.sandboxed and ("disabled" in str(exc) or "locked" in str(exc)):
+                raise type(exc)(f"{exc}; {SANDBOX_NOTE}") from None
+            raise
+        return pa.table({}) if result is None else result.to_arrow_table()
 
     def df(self, sql: str, params: list | dict | None = None):
         """Run SQL, return a pandas DataFrame."""
@@ -203,11 +263,13 @@ class Catalog(Reading):
 
     def tables(self) -> list[str]:
         return [r[0] for r in self.con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' ORDER BY 1").fetchall()]
+            f"SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND {OWN_SCHEMA} "
+            "ORDER BY 1").fetchall()]
 
     def views(self) -> list[str]:
         return [r[0] for r in self.con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_type = 'VIEW' ORDER BY 1").fetchall()]
+            f"SELECT table_name FROM information_schema.tables WHERE table_type = 'VIEW' AND {OWN_SCHEMA} "
+            "ORDER BY 1").fetchall()]
 
     def close(self) -> None:
         self.con.close()
@@ -219,6 +281,28 @@ class Catalog(Reading):
         self.close()
 
 
+@functools.lru_cache(maxsize=1)
+def schema_columns() -> dict[str, tuple[str, ...]]:
+    """Table -> its columns in schema.sql."""
+    con = duckdb.connect(":memory:")
+    try:
+        for sql in schema_tables().values():
+            con.execute(sql)
+        out: dict[str, list[str]] = {}
+        for table, column in con.execute("SELECT table_name, column_name FROM information_schema.columns "
+                                         "ORDER BY table_name, ordinal_position").fetchall():
+            out.setdefault(table, []).append(column)
+        return {t: tuple(c) for t, c in out.items()}
+    finally:
+        con.close()
+
+
+def _column_names(source) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return source.column_names if isinstance(source, pa.Table) else pq.read_schema(source).names
+
+
 def _column_values(source, column: str) -> list[str]:
     import pyarrow.parquet as pq
 
@@ -226,8 +310,8 @@ def _column_values(source, column: str) -> list[str]:
     return sorted({str(v) for v in table.column(column).to_pylist() if v is not None})
 
 
-def open(path: str | Path, read_only: bool = False) -> Catalog:  # noqa: A001 - mirrors builtins.open
-    """Open (creating if needed) a catalogue file."""
-    return Catalog(path, read_only=read_only)
+def open(path: str | Path, read_only: bool = False, sandbox: bool | None = None) -> Catalog:  # noqa: A001
+    """Open (creating if needed) a catalogue file; read-only opens are sandboxed (see ``Catalog``)."""
+    return Catalog(path, read_only=read_only, sandbox=sandbox)
 
 

@@ -3,20 +3,27 @@
 DuckDB stays the source of truth. The copy gets every table, every view of queries/ (the same
 SQL text), indexes, full-text search over class and colour names, and `ANALYZE`; it is written
 to a temporary file and renamed over the old one, so a server never sees half a file.
+
+Tables a user added to the catalogue's own schema (`main`) are copied too, under their own names,
+quoted (`"my notes"`, a column `a"b`); values SQLite has no type for (lists, structs) become JSON
+text. Other schemas (`CREATE SCHEMA extra`) are not the catalogue's and are left out, as are a
+user's views (DuckDB SQL) and tables whose names SQLite reserves (`sqlite_*`) or that publish
+itself writes (`units_fts`, `idx_*`).
 """
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import json
 import os
 import re
 import sqlite3
+import sys
 import tempfile
+import uuid
 from pathlib import Path
 
-import duckdb
-
-from .catalog import SCHEMA, create_views, view_files
+from .catalog import OWN_SCHEMA, SCHEMA, connect_sandboxed, create_views, quote as _q, view_files
 
 INDEXES = {
     "units": [("model", "dataset", "layer", "unit"), ("color_name",)],
@@ -38,15 +45,29 @@ FULL_TEXT = {"class_frequencies": ["label"], "units": ["color_name"], "images": 
 def _sqlite_value(v):
     if isinstance(v, bool):
         return int(v)
-    if isinstance(v, (dt.datetime, dt.date)):
+    if isinstance(v, (dt.datetime, dt.date, dt.time)):
         return v.isoformat()
+    if isinstance(v, int) and not -2**63 <= v < 2**63:  # HUGEINT, UBIGINT: past SQLite's integers
+        return str(v)
+    if isinstance(v, decimal.Decimal):
+        return float(v)
+    if isinstance(v, (dt.timedelta, uuid.UUID)):
+        return str(v)
+    if isinstance(v, (list, tuple, dict)):  # a user table's LIST, STRUCT or MAP column
+        return json.dumps(v, default=str)
     return v
+
+
+def _reserved(table: str) -> bool:
+    """Names SQLite keeps for itself or that publish writes (FTS tables and their shadows, indexes)."""
+    name = table.lower()
+    return name.startswith(("sqlite_", "idx_")) or any(name.startswith(f"{t}_fts") for t in FULL_TEXT)
 
 
 def publish(catalog_path: str | Path, out: str | Path, batch_rows: int = 50_000) -> Path:
     """Write ``out`` (SQLite) from the DuckDB catalogue; returns ``out``."""
     out = Path(out)
-    source = duckdb.connect(str(catalog_path), read_only=True)
+    source = connect_sandboxed(catalog_path)  # reads the catalogue only; compatible with read-only Catalogs
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     try:
@@ -54,14 +75,21 @@ def publish(catalog_path: str | Path, out: str | Path, batch_rows: int = 50_000)
         lite.execute("PRAGMA journal_mode = OFF")
         lite.execute("PRAGMA synchronous = OFF")
         tables = [r[0] for r in source.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' ORDER BY 1").fetchall()]
+            f"SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND {OWN_SCHEMA} "
+            "ORDER BY 1").fetchall()]
+        skipped = [t for t in tables if _reserved(t)]
+        if skipped:
+            print(f"publish: left out tables whose names SQLite or publish reserves: {', '.join(skipped)}",
+                  file=sys.stderr)
+        tables = [t for t in tables if t not in skipped]
         for table in tables:
             columns = source.execute(
-                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? "
+                f"SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? AND {OWN_SCHEMA} "
                 "ORDER BY ordinal_position", [table]).fetchall()
-            lite.execute(f"CREATE TABLE {table} ({', '.join(f'{_q(c)} {_affinity(t)}' for c, t in columns)})")
-            insert = f"INSERT INTO {table} VALUES ({', '.join('?' * len(columns))})"
-            reader = source.sql(f"SELECT * FROM {table}").to_arrow_reader(batch_rows)
+            lite.execute(f"CREATE TABLE {_q(table)} ({', '.join(f'{_q(c)} {_affinity(t)}' for c, t in columns)})")
+            insert = f"INSERT INTO {_q(table)} VALUES ({', '.join('?' * len(columns))})"
+            reader = source.sql(f"SELECT {', '.join(_q(c) for c, _ in columns)} FROM {_q(table)}").to_arrow_reader(
+                batch_rows)
             for batch in reader:
                 cols = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
                 lite.executemany(insert, [tuple(_sqlite_value(v) for v in row) for row in zip(*cols)])
@@ -95,10 +123,6 @@ def publish(catalog_path: str | Path, out: str | Path, batch_rows: int = 50_000)
     finally:
         source.close()
     return out
-
-
-def _q(name: str) -> str:
-    return f'"{name}"'
 
 
 def _affinity(duck_type: str) -> str:

@@ -8,11 +8,28 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
+import duckdb
 import pyarrow as pa
 
 
 class CatalogLookupError(ValueError):
     """A model, data set, layer or unit the catalogue does not hold, or an ambiguous (model, dataset)."""
+
+
+def condition(where: str) -> str:
+    """A user's SQL condition, parenthesised; one condition only: a ';' would start another statement."""
+    tokens = duckdb.tokenize(where)
+    for (start, kind), end in zip(tokens, [p for p, _ in tokens[1:]] + [len(where)]):
+        if kind == duckdb.token_type.operator and ";" in where[start:end]:
+            raise CatalogLookupError(f"--where {where!r} is refused: it takes one SQL condition, and ';' "
+                                     "would start another statement")
+    return f"(\n{where}\n)"  # on lines of its own, so a trailing -- comment ends inside
+
+
+def one_line(exc: Exception) -> str:
+    """DuckDB's message without the caret lines that point into SQL the user did not write."""
+    lines = [ln.strip() for ln in str(exc).splitlines()]
+    return " ".join(ln for ln in lines if ln and not ln.startswith("LINE ") and set(ln) != {"^"})
 
 
 def _in(column: str, values: Iterable) -> tuple[str, list]:
@@ -88,18 +105,57 @@ class Reading:
                 where: str | None = None, columns: Sequence[str] | None = None) -> pa.Table:
         """Rows of the ``neurons`` view of one run (layers in model order, then unit).
 
-        ``where`` is an SQL condition on the view's columns; ``columns`` picks columns (default all).
+        ``where`` is an SQL condition on the view's columns, run sandboxed (see ``_matching``);
+        ``columns`` picks columns (default all).
         """
+        from .catalog import quote
+
         sql_where, params = "model = ? AND dataset = ? AND (? IS NULL OR layer = ?)", [model, dataset, layer, layer]
         if units is not None:
             cond, values = _in("unit", units)
             sql_where, params = f"{sql_where} AND {cond}", params + values
-        if where:
-            sql_where += f" AND ({where})"  # inside a query on neurons alone, so its names are the view's
-        picked = ", ".join(f'n."{c}"' for c in columns) if columns else "n.*"
-        return self.query(f"SELECT {picked} FROM (SELECT * FROM neurons WHERE {sql_where}) AS n "
+        keys = ["model", "dataset", "layer", "unit"]
+        fetched = list(dict.fromkeys([*columns, *keys])) if columns and where else columns
+        picked = ", ".join(f"n.{quote(c)}" for c in fetched) if fetched else "n.*"
+        rows = self.query(f"SELECT {picked} FROM (SELECT * FROM neurons WHERE {sql_where}) AS n "
                           "JOIN layers AS l ON l.model = n.model AND l.dataset = n.dataset AND l.layer = n.layer "
                           "ORDER BY l.layer_index, n.unit", params)
+        if not where:
+            return rows
+        chosen = self._matching(where, sql_where, params)
+        keep = [k in chosen for k in zip(*(rows.column(c).to_pylist() for c in keys))]
+        rows = rows.filter(pa.array(keep, pa.bool_()))
+        return rows.select(list(columns)) if columns else rows
+
+    def _matching(self, where: str, sql_where: str, params: list) -> set[tuple]:
+        """(model, dataset, layer, unit) of the rows of ``neurons`` matching ``sql_where`` and the user's
+        ``where``. A sandboxed catalogue runs it itself; one open for writing copies those rows into an
+        in-memory sandbox (no files, no extensions, locked), where ``neurons`` is the only table. The
+        caller keeps only keys of its own rows, so SQL that breaks out of the parentheses adds nothing."""
+        from .catalog import SANDBOX_NOTE, connect_sandboxed
+
+        text = condition(where)
+        try:
+            if getattr(self, "sandboxed", False):
+                found = self.rows(f"SELECT model, dataset, layer, unit FROM (SELECT * FROM neurons WHERE {sql_where}) "
+                                  f"AS neurons WHERE {text}", params)
+            else:
+                rows = self.query(f"SELECT * FROM neurons WHERE {sql_where}", params)
+                sandbox = connect_sandboxed()
+                try:
+                    sandbox.register("neurons", rows)
+                    found = sandbox.execute(f"SELECT model, dataset, layer, unit FROM neurons WHERE {text}").fetchall()
+                finally:
+                    sandbox.close()
+        except (duckdb.PermissionException, duckdb.InvalidInputException) as exc:
+            if "disabled" not in str(exc) and "locked" not in str(exc):
+                raise CatalogLookupError(f"--where {where!r} is not a valid condition on the neurons view: "
+                                         f"{one_line(exc)}") from None
+            raise CatalogLookupError(f"--where {where!r} is refused: {one_line(exc)}; {SANDBOX_NOTE}") from None
+        except duckdb.Error as exc:
+            raise CatalogLookupError(f"--where {where!r} is not a valid condition on the neurons view: "
+                                     f"{one_line(exc)}") from None
+        return set(found)
 
     def select_units(self, model: str, dataset: str, layer: str, units: Iterable[int] | None = None,
                      where: str | None = None) -> list[int]:
@@ -110,12 +166,8 @@ class Reading:
             raise CatalogLookupError(f"layer {layer!r} of {model!r} is not in the catalogue; ingested layers: "
                                      f"{', '.join(self.layer_names(model, dataset))}")
         units = None if units is None else list(units)
-        if where:
-            try:
-                chosen = self.neurons(model, dataset, layer, where=where, columns=["unit"]).column(0).to_pylist()
-            except Exception as exc:  # noqa: BLE001 - the user's SQL
-                raise CatalogLookupError(f"--where {where!r} is not a valid condition on the neurons view: {exc}") \
-                    from exc
+        if where:  # sandboxed; a bad condition is a CatalogLookupError (see neurons)
+            chosen = self.neurons(model, dataset, layer, where=where, columns=["unit"]).column(0).to_pylist()
             return [u for u in chosen if units is None or u in units]
         n = channels[0][0]
         chosen = list(range(n)) if units is None else units
