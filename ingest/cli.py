@@ -475,20 +475,21 @@ def publish(
 def serve(
     catalog: Path = CATALOG,
     out: Optional[Path] = typer.Option(None, help="Published SQLite file. Default: the catalogue's name with .db."),
-    port: int = typer.Option(8001, help="Port on 127.0.0.1."),
+    port: int = typer.Option(8001, help="Port."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but loopback lets others "
+                                                         "read the catalogue."),
 ):
-    """Publish if the SQLite copy is stale, then serve it with Datasette on 127.0.0.1 (read-only)."""
-    import subprocess
-
-    from catalog.site import datasette_command, prepare
+    """Publish if the SQLite copy is stale, then serve it with Datasette (read-only) until stopped;
+    SIGTERM or Ctrl-C stops Datasette too."""
+    from catalog.site import prepare, serve as run
 
     if not catalog.exists():
         _fail(f"no catalogue at {catalog}")
     db, metadata, republished = prepare(catalog, out)
     if republished:
         typer.echo(f"published {db}")
-    typer.echo(f"serving http://127.0.0.1:{port}/  (model pages: http://127.0.0.1:{port}/-/model)")
-    raise typer.Exit(subprocess.call(datasette_command(db, metadata, port=port)))
+    typer.echo(f"serving http://{host}:{port}/  (model pages: http://{host}:{port}/-/model)")
+    raise typer.Exit(run(db, metadata, host, port))
 
 
 @app.command()
