@@ -3,7 +3,12 @@
 ``rows.py``), then Parquet files and one transaction into the catalogue (``load``)."""
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
+import secrets
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import catalog
+from catalog.lock import CatalogueLocked, writer_lock
 
 from .data import LabelledImages
 from .errors import UsageError
@@ -24,7 +30,8 @@ from .record import Checkpoint, ScanState, fingerprint_of, record, run_key, scan
 from .rows import LayerResult, run_tables
 from .top_images import neuron_features, self_activations
 
-__all__ = ["IngestOptions", "IngestSummary", "ingest", "finish", "choose_layers", "check_catalogue"]
+__all__ = ["IngestOptions", "IngestSummary", "ingest", "finish", "choose_layers", "check_catalogue",
+           "catalogue_writer", "run_dir_for", "checkpoint_path"]
 
 
 @dataclass
@@ -66,9 +73,26 @@ def check_catalogue(catalog_path: Path, images: LabelledImages, model_name: str)
                              f"(used by {', '.join(cat.models_on(images.name))}); choose another --dataset-name")
 
 
+@contextlib.contextmanager
+def catalogue_writer(catalog_path: Path, what: str):
+    """Hold the catalogue's writer lock (``catalog.lock``) for the block; re-entrant. Another
+    writer holding it is a usage error naming it (pid, command, since when)."""
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(writer_lock(catalog_path, what))
+    except CatalogueLocked as exc:
+        raise UsageError(str(exc)) from None
+    with stack:
+        yield
+
+
 def run_dir_for(catalog_path: Path, model_name: str, dataset: str) -> Path:
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in f"{model_name}__{dataset}")
-    return catalog_path.parent / "neurocat-runs" / safe
+    """The folder of one (catalogue, model, data set): its checkpoint and Parquet files. The hash of
+    the exact names keeps apart names that sanitise alike (``tinynet:make``, ``tinynet_make``) and
+    catalogues that share a folder."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in f"{model_name}__{dataset}")[:80]
+    digest = hashlib.sha256(json.dumps([Path(catalog_path).name, model_name, dataset]).encode()).hexdigest()[:10]
+    return Path(catalog_path).parent / "neurocat-runs" / f"{safe}-{digest}"
 
 
 def checkpoint_path(catalog_path: Path, model_name: str, dataset: str) -> Path:
@@ -84,22 +108,24 @@ def ingest(model: LoadedModel, images: LabelledImages, catalog_path: str | Path,
     model_name = model_name or model.architecture
     start = time.perf_counter()
     layer_names = choose_layers(model, layers, options)
-    network = Network(model, options.device, options.autocast, options.channels_last)
-    check_catalogue(catalog_path, images, model_name)
-    key = run_key(model, layer_names, images, options)
-    checkpoint = Checkpoint(checkpoint_path(catalog_path, model_name, images.name), fingerprint_of(key), key)
-    scan_start = time.perf_counter()
-    if options.engine == "ray":  # Ray retries failed work itself; no checkpoint
-        from . import ray_engine
+    # One writer per catalogue from before the scan to the load: a second run fails now, not after its scan.
+    with catalogue_writer(catalog_path, f"ingest {model_name} on {images.name}"):
+        network = Network(model, options.device, options.autocast, options.channels_last)
+        check_catalogue(catalog_path, images, model_name)
+        key = run_key(model, layer_names, images, options)
+        checkpoint = Checkpoint(checkpoint_path(catalog_path, model_name, images.name), fingerprint_of(key), key)
+        scan_start = time.perf_counter()
+        if options.engine == "ray":  # Ray retries failed work itself; no checkpoint
+            from . import ray_engine
 
-        state = ray_engine.record(model, layer_names, images, options)
-    else:
-        state = scan_state(layer_names, options.top_n, images, hierarchy_layer(layer_names, options), network.device,
-                           chunk=options.batch_size)
-        record(network, images, state, options, checkpoint=checkpoint)
-    summary = finish(network, images, catalog_path, model_name, layer_names, state, options, start,
-                     time.perf_counter() - scan_start)
-    checkpoint.remove()
+            state = ray_engine.record(model, layer_names, images, options)
+        else:
+            state = scan_state(layer_names, options.top_n, images, hierarchy_layer(layer_names, options),
+                               network.device, chunk=options.batch_size)
+            record(network, images, state, options, checkpoint=checkpoint)
+        summary = finish(network, images, catalog_path, model_name, layer_names, state, options, start,
+                         time.perf_counter() - scan_start)
+        checkpoint.remove()
     return summary
 
 
@@ -153,7 +179,19 @@ def write_parquet(tables: dict[str, pa.Table], run_dir: Path) -> dict[str, Path]
 
 
 def load(tables: dict[str, pa.Table], catalog_path: Path, model_name: str, dataset: str) -> None:
-    """The run's Parquet files, then one transaction into the catalogue: all rows land or none."""
-    paths = write_parquet(tables, run_dir_for(catalog_path, model_name, dataset))
-    with catalog.open(catalog_path) as cat:
-        cat.load_run(paths, model_name, dataset)
+    """The run's Parquet files, then one transaction into the catalogue: all rows land or none.
+
+    The files go to a folder of this run alone (``run-<time>-<pid>-<random>``, created exclusively),
+    so the load reads exactly the rows this run made; older runs' folders go once it has landed.
+    """
+    with catalogue_writer(catalog_path, f"load {model_name} on {dataset}"):
+        run_dir = run_dir_for(catalog_path, model_name, dataset)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        out = run_dir / f"run-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{secrets.token_hex(3)}"
+        out.mkdir()
+        paths = write_parquet(tables, out)
+        with catalog.open(catalog_path) as cat:
+            cat.load_run(paths, model_name, dataset)
+        for old in run_dir.glob("run-*"):
+            if old != out and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)

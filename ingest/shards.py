@@ -21,7 +21,7 @@ from .errors import UsageError
 from .models import LoadedModel, load_model
 from .network import Network
 from .options import IngestOptions
-from .pipeline import IngestSummary, check_catalogue, choose_layers, finish, hierarchy_layer
+from .pipeline import IngestSummary, catalogue_writer, check_catalogue, choose_layers, finish, hierarchy_layer
 from .record import record, run_fingerprint, scan_state
 
 STATE = "shard.pt"
@@ -70,28 +70,30 @@ def merge(parts: list[Path], catalog_path: Path, progress: bool = True) -> Inges
     if missing:
         raise UsageError(f"not a finished shard (no {STATE}): {', '.join(missing)}")
     runs = [json.loads((p / RUN).read_text()) for p in parts]
-    saved = [torch.load(p / STATE, map_location="cpu", weights_only=True) for p in parts]
-    if len({s["fingerprint"] for s in saved}) != 1:
-        raise UsageError("these shards come from different runs (model, layers, data set or options differ)")
-    run = runs[0]
-    options = IngestOptions(**{**run["options"], "progress": progress})
-    model = _reload(run["model"])
-    images = open_images(run["data"], run["dataset"])
-    layer_names = run["layers"]
-    if run_fingerprint(model, layer_names, images, options) != saved[0]["fingerprint"]:
-        raise UsageError(f"the data set at {run['data']} or the model changed since the shards were scanned")
-    check_catalogue(catalog_path, images, run["model_name"])
-    network = Network(model, options.device, options.autocast, options.channels_last)
-    state = None
-    for content in saved:
-        part = scan_state(layer_names, options.top_n, images, hierarchy_layer(layer_names, options), network.device,
-                          per_image=True, chunk=options.batch_size)
-        part.load_state_dict(content["scan"])
-        if state is None:
-            state = part
-        else:
-            state.merge(part)
-    return finish(network, images, catalog_path, run["model_name"], layer_names, state, options, start, 0.0)
+    # One writer per catalogue, from before the merge's own work (crops, NF, indexes) to its load.
+    with catalogue_writer(catalog_path, f"merge {runs[0]['model_name']} on {runs[0]['dataset']}"):
+        saved = [torch.load(p / STATE, map_location="cpu", weights_only=True) for p in parts]
+        if len({s["fingerprint"] for s in saved}) != 1:
+            raise UsageError("these shards come from different runs (model, layers, data set or options differ)")
+        run = runs[0]
+        options = IngestOptions(**{**run["options"], "progress": progress})
+        model = _reload(run["model"])
+        images = open_images(run["data"], run["dataset"])
+        layer_names = run["layers"]
+        if run_fingerprint(model, layer_names, images, options) != saved[0]["fingerprint"]:
+            raise UsageError(f"the data set at {run['data']} or the model changed since the shards were scanned")
+        check_catalogue(catalog_path, images, run["model_name"])
+        network = Network(model, options.device, options.autocast, options.channels_last)
+        state = None
+        for content in saved:
+            part = scan_state(layer_names, options.top_n, images, hierarchy_layer(layer_names, options),
+                              network.device, per_image=True, chunk=options.batch_size)
+            part.load_state_dict(content["scan"])
+            if state is None:
+                state = part
+            else:
+                state.merge(part)
+        return finish(network, images, catalog_path, run["model_name"], layer_names, state, options, start, 0.0)
 
 
 def _reload(info: dict) -> LoadedModel:

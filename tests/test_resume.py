@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 import catalog
+from ingest.pipeline import checkpoint_path
 from tests.test_ingest_planted import tables
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +46,7 @@ def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path):
 
     killed = tmp_path / "killed" / "c.duckdb"
     killed.parent.mkdir()
-    checkpoint = killed.parent / "neurocat-runs" / "resnet18__data" / "scan-checkpoint.pt"
+    checkpoint = checkpoint_path(killed, "resnet18", "data")
     proc = subprocess.Popen(command(data, killed, weights), env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
