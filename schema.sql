@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS models (
     architecture VARCHAR,            -- torchvision name, TorchScript file stem, module:callable or efficientnet-lite0
     source VARCHAR,                  -- torchvision | torchscript | callable | package
     weights VARCHAR,                 -- weights file used; NULL means random initialisation
+    seed INTEGER,                    -- seed of the random initialisation (--seed) when weights is NULL
     image_size INTEGER,              -- side of the square input the model saw, in pixels
     top_n INTEGER,                   -- top images kept per neuron
     min_rel DOUBLE,                  -- relative activation a crop needs to enter the Neuron Feature

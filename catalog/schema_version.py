@@ -9,7 +9,7 @@ import duckdb
 
 # Bump when schema.sql gains a table or a column (or queries/ needs one that older files lack);
 # migrate() adds them, so a bump needs no code unless a change is more than an addition.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: models.seed, probe_activations
 
 
 class SchemaVersionError(ValueError):

@@ -90,7 +90,7 @@ def model_of(info: dict) -> LoadedModel:
     if info["source"] == "torchscript":
         return load_model(info["weights"])
     weights = info["weights"] if info["source"] != "package" else None
-    return load_model(info["architecture"], weights)
+    return load_model(info["architecture"], weights, seed=info.get("seed") or 0)
 
 
 def pooled_vectors(model: LoadedModel, layer: str, images: LabelledImages, ids: list[int], image_size: int,

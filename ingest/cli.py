@@ -69,6 +69,8 @@ def ingest(
                                        "(path,label[,more label columns]), or 'demo'."),
     weights: Optional[Path] = typer.Option(None, help="state_dict file (loaded with weights_only=True). "
                                                       "Without it a torchvision model has random weights."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random initialisation of a model given without "
+                                               "--weights: the same seed builds the same network."),
     layers: Optional[list[str]] = typer.Option(None, help="Layers to index: dotted module names or globs "
                                                           "('features.*'), repeat or comma-separate. Default: every Conv2d."),
     top_n: int = typer.Option(100, min=1, help="Top images kept per neuron."),
@@ -98,6 +100,9 @@ def ingest(
     shard: Optional[str] = typer.Option(None, help="Scan only shard i/n of the images (e.g. 3/16, by image id) and "
                                                    "write its state to --out; finish with `neurocat merge`."),
     out: Optional[Path] = typer.Option(None, help="Folder for a shard's state (with --shard)."),
+    self_activation: bool = typer.Option(True, "--self-activation/--no-self-activation",
+                                         help="Compute the NF self-activation: one forward pass of a probe image "
+                                              "per live neuron (cheap on a GPU, the longest phase on a CPU)."),
     ica: bool = typer.Option(False, "--ica", help="Also compute ICA components of every neuron's top crops "
                                                   "(slower; or later with `neurocat analyze ica`)."),
     autocast: Optional[str] = typer.Option(None, "--autocast", help="Run the scan under bfloat16 or float16 "
@@ -117,7 +122,7 @@ def ingest(
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            loaded = load_model(model, str(weights) if weights else None)
+            loaded = load_model(model, str(weights) if weights else None, seed=seed)
         for w in caught:
             typer.secho(f"WARNING: {w.message}", fg=typer.colors.YELLOW, bold=True, err=True)
         if data == "demo":
@@ -130,6 +135,7 @@ def ingest(
                                 similarity_k=None if similarity_full else similarity_k,
                                 checkpoint_every=checkpoint_every, engine=engine, address=address,
                                 gpus_per_worker=gpus_per_worker, autocast=autocast, channels_last=channels_last, decode=decode,
+                                self_activation=self_activation,
                                 progress=not quiet)
         if shard:
             from .shards import ingest_shard
@@ -562,13 +568,14 @@ def _user_errors(command):
     import functools
 
     import catalog as cat_lib
+    from catalog.lock import CatalogueLocked
     from catalog.reading import CatalogLookupError
 
     @functools.wraps(command)
     def run(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except (UsageError, CatalogLookupError, cat_lib.SchemaVersionError, FileNotFoundError) as exc:
+        except (UsageError, CatalogLookupError, CatalogueLocked, cat_lib.SchemaVersionError, FileNotFoundError) as exc:
             _fail(exc)
         except duckdb.IOException as exc:  # typically: another process holds the catalogue open
             _fail(f"cannot open the catalogue: {exc}")

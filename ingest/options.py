@@ -30,6 +30,7 @@ class IngestOptions:
     checkpoint_every: int = 50           # batches between checkpoints of the scan (0: none)
     autocast: str | None = None          # scan in bfloat16 or float16 autocast (None: float32)
     channels_last: bool = False          # scan with channels-last memory format
+    self_activation: bool = True         # the NF self-activation pass: one partial forward per live neuron
     decode: str = "auto"                 # JPEG decoding: auto (on the GPU when the device is one) | cpu | gpu
     engine: str = "local"                # local | ray
     address: str | None = None           # Ray cluster address (engine ray); default a local one

@@ -1,5 +1,5 @@
 """`neurocat ingest`, stage by stage: record (the scan, ``record.py``), passes over the top images
-(``top_images.py``), measures (pure functions: ``selectivity.py``, ``analyses.py``), rows (pure:
+(``top_images.py``), measures (pure functions: ``selectivity.py``, ``analysis_tables.py``), rows (pure:
 ``rows.py``), then Parquet files and one transaction into the catalogue (``load``)."""
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from .record import Checkpoint, ScanState, fingerprint_of, record, run_key, scan
 from .rows import LayerResult, run_tables
 from .top_images import neuron_features, self_activations
 
-__all__ = ["IngestOptions", "IngestSummary", "ingest", "finish", "choose_layers", "check_catalogue",
+__all__ = ["IngestOptions", "IngestSummary", "ingest", "index_scan", "choose_layers", "check_catalogue",
            "catalogue_writer", "run_dir_for", "checkpoint_path"]
 
 
@@ -123,13 +123,13 @@ def ingest(model: LoadedModel, images: LabelledImages, catalog_path: str | Path,
             state = scan_state(layer_names, options.top_n, images, hierarchy_layer(layer_names, options),
                                network.device, chunk=options.batch_size)
             record(network, images, state, options, checkpoint=checkpoint)
-        summary = finish(network, images, catalog_path, model_name, layer_names, state, options, start,
+        summary = index_scan(network, images, catalog_path, model_name, layer_names, state, options, start,
                          time.perf_counter() - scan_start)
         checkpoint.remove()
     return summary
 
 
-def finish(network: Network, images: LabelledImages, catalog_path: Path, model_name: str, layer_names: list[str],
+def index_scan(network: Network, images: LabelledImages, catalog_path: Path, model_name: str, layer_names: list[str],
            state: ScanState, options: IngestOptions, start: float, scan_seconds: float) -> IngestSummary:
     """After the scan: receptive fields, the passes over the top images, rows, Parquet, one load."""
     phases, clock = {}, [time.perf_counter()]
@@ -143,7 +143,8 @@ def finish(network: Network, images: LabelledImages, catalog_path: Path, model_n
     lap("receptive_fields")
     features, late_errors = neuron_features(network, images, state, fields, options)
     lap("crops")
-    self_activations(network, state, features, fields, options)
+    if options.self_activation:
+        self_activations(network, state, features, fields, options)
     lap("self_activation")
     types = {n: type(m).__name__ for n, m in network.module.named_modules()}
     layers = []

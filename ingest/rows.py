@@ -158,7 +158,7 @@ def model_table(model_name: str, model, dataset: str, options, hierarchy_layer: 
                 n_neurons: int, device: str, seconds: float) -> pa.Table:
     return pa.table({
         "model": [model_name], "dataset": [dataset], "architecture": [model.architecture], "source": [model.source],
-        "weights": [model.weights], "image_size": [options.image_size], "top_n": [options.top_n],
+        "weights": [model.weights], "seed": pa.array([getattr(model, "seed", None)], pa.int64()), "image_size": [options.image_size], "top_n": [options.top_n],
         "min_rel": [options.min_rel], "gamma_th": [options.gamma_th], "color_threshold": [options.color_threshold],
         "hierarchy_layer": [hierarchy_layer], "n_images": [n_images], "n_errors": [n_errors],
         "n_neurons": [n_neurons], "device": [device], "seconds": [seconds],

@@ -21,7 +21,7 @@ from .errors import UsageError
 from .models import LoadedModel, load_model
 from .network import Network
 from .options import IngestOptions
-from .pipeline import IngestSummary, catalogue_writer, check_catalogue, choose_layers, finish, hierarchy_layer
+from .pipeline import IngestSummary, catalogue_writer, check_catalogue, choose_layers, hierarchy_layer, index_scan
 from .record import record, run_fingerprint, scan_state
 
 STATE = "shard.pt"
@@ -93,7 +93,7 @@ def merge(parts: list[Path], catalog_path: Path, progress: bool = True) -> Inges
                 state = part
             else:
                 state.merge(part)
-        return finish(network, images, catalog_path, run["model_name"], layer_names, state, options, start, 0.0)
+        return index_scan(network, images, catalog_path, run["model_name"], layer_names, state, options, start, 0.0)
 
 
 def _reload(info: dict) -> LoadedModel:

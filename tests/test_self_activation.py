@@ -36,3 +36,16 @@ def test_red_detector_answers_its_own_nf_and_a_dead_neuron_has_none(tmp_path, pl
     # Every red top image holds the same 3×3 square, so the NF is that square and scores a_max.
     assert values[RED] > 0.95 and values[RED] < 1.05
     assert values[DEAD] is None and stored == 2
+
+
+def test_the_pass_can_be_switched_off(tmp_path, planted_folder, planted_model, fast_options):
+    import dataclasses
+
+    path = tmp_path / "c.duckdb"
+    ingest(planted_model, open_images(planted_folder), path, "p", ["0"],
+           dataclasses.replace(fast_options, self_activation=False))
+    with catalog.open(path, read_only=True) as cat:
+        values = dict(cat.rows("SELECT unit, nf_self_activation FROM neurons"))
+        alpha = dict(cat.rows("SELECT unit, alpha FROM neurons"))
+    assert set(values.values()) == {None}
+    assert alpha[RED] > 0.7  # the other indexes are still there
