@@ -10,7 +10,8 @@ import duckdb
 import pyarrow as pa
 
 from .reading import Reading
-from .schema_version import check as check_schema_version, stamp
+from .sandbox import SANDBOX_NOTE, connect_sandboxed, quote  # noqa: F401 - part of this module's API
+from .schema_version import check as check_schema_version, stamp, upgrade
 
 # Package data (catalog/sql links to the top-level files), so an installed wheel finds them too.
 SCHEMA = files("catalog.sql") / "schema.sql"
@@ -23,28 +24,8 @@ RUN_TABLES = ("models", "layers", "units", "neuron_indexes", "top_images", "clas
               "label_selectivity", "label_frequencies", "ablation")
 DATASET_TABLES = ("datasets", "images", "image_labels", "label_hierarchy")
 
-# DuckDB settings for user SQL: no files but the catalogue itself (no COPY TO, ATTACH, read_csv, glob, ...),
-# no network, no extensions, and locked so that SQL cannot SET them back.
-SANDBOX = {"enable_external_access": False, "autoload_known_extensions": False,
-           "autoinstall_known_extensions": False, "allow_community_extensions": False,
-           "lock_configuration": True}
-SANDBOX_NOTE = "user SQL is sandboxed: it reads the catalogue and nothing else, no files, network or extensions"
 # Only the catalogue's own schema: a user's `CREATE SCHEMA extra; CREATE TABLE extra.units` is not ours.
 OWN_SCHEMA = "table_catalog = current_database() AND table_schema = 'main'"
-
-
-def quote(name: str) -> str:
-    """An SQL identifier, quoted (DuckDB and SQLite alike): user tables may be called `my notes` or `a"b`."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def connect_sandboxed(path: str | Path | None = None) -> duckdb.DuckDBPyConnection:
-    """A read-only connection to the catalogue at ``path`` (an empty in-memory database without one)
-    in which user SQL can read the catalogue and nothing else. In one process, a file is open either
-    sandboxed or not: DuckDB refuses a second configuration of an open file."""
-    if path is None:
-        return duckdb.connect(":memory:", config=SANDBOX)
-    return duckdb.connect(str(path), read_only=True, config=SANDBOX)
 
 
 def view_files(more_indexes: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
@@ -119,7 +100,7 @@ class Catalog(Reading):
     """A catalogue file. ``with catalog.open(path) as cat: cat.query("SELECT ...")``.
 
     Opened read-only it is sandboxed unless ``sandbox=False``: SQL run on it reads the catalogue and
-    nothing else (see ``SANDBOX``), so user SQL (`neurocat query`) can run on it as it is.
+    nothing else (see ``sandbox.SANDBOX``), so user SQL (`neurocat query`) can run on it as it is.
     """
 
     def __init__(self, path: str | Path, read_only: bool = False, sandbox: bool | None = None):
@@ -308,6 +289,20 @@ def _column_values(source, column: str) -> list[str]:
 
     table = source if isinstance(source, pa.Table) else pq.read_table(source, columns=[column])
     return sorted({str(v) for v in table.column(column).to_pylist() if v is not None})
+
+
+def migrate(path: str | Path) -> list[str]:
+    """Bring a catalogue of an older schema version up to this one, in place: tables and columns it
+    lacks are added (NULL in its rows), the version stamped, then the views re-created from this
+    version's queries/. Returns what changed; empty when it was up to date."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no catalogue at {path}")
+    changes = upgrade(path, schema_tables())
+    if not changes:
+        return []
+    Catalog(path).close()  # views of this version's queries/ (and the index bins)
+    return changes + ["views re-created"]
 
 
 def open(path: str | Path, read_only: bool = False, sandbox: bool | None = None) -> Catalog:  # noqa: A001

@@ -11,6 +11,8 @@ from typing import Iterable, Sequence
 import duckdb
 import pyarrow as pa
 
+from .sandbox import SANDBOX_NOTE, connect_sandboxed, quote
+
 
 class CatalogLookupError(ValueError):
     """A model, data set, layer or unit the catalogue does not hold, or an ambiguous (model, dataset)."""
@@ -108,7 +110,6 @@ class Reading:
         ``where`` is an SQL condition on the view's columns, run sandboxed (see ``_matching``);
         ``columns`` picks columns (default all).
         """
-        from .catalog import quote
 
         sql_where, params = "model = ? AND dataset = ? AND (? IS NULL OR layer = ?)", [model, dataset, layer, layer]
         if units is not None:
@@ -132,7 +133,6 @@ class Reading:
         ``where``. A sandboxed catalogue runs it itself; one open for writing copies those rows into an
         in-memory sandbox (no files, no extensions, locked), where ``neurons`` is the only table. The
         caller keeps only keys of its own rows, so SQL that breaks out of the parentheses adds nothing."""
-        from .catalog import SANDBOX_NOTE, connect_sandboxed
 
         text = condition(where)
         try:

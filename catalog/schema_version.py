@@ -61,15 +61,9 @@ def stamp(con: duckdb.DuckDBPyConnection, migrated_from: int | None = None) -> N
                 [SCHEMA_VERSION, package_version(), migrated_from])
 
 
-def migrate(path: str | Path) -> list[str]:
-    """Bring a catalogue of an older schema version up to this one, in place and in one transaction:
-    tables and columns it lacks are added (NULL in its rows), then the views are re-created from this
-    version's queries/ and the version stamped. Returns what changed; empty when it was up to date."""
-    from .catalog import Catalog, schema_tables
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no catalogue at {path}")
+def upgrade(path: Path, tables: dict[str, str]) -> list[str]:
+    """Add to the catalogue at ``path`` the ``tables`` (name -> CREATE statement) and columns it lacks,
+    in one transaction, and stamp this version. Returns what changed; empty when it was up to date."""
     con = duckdb.connect(str(path))
     try:
         found = file_version(con)
@@ -79,12 +73,9 @@ def migrate(path: str | Path) -> list[str]:
             raise _newer(path, found)
         if found == SCHEMA_VERSION:
             return []
-        changes = _add_missing(con, schema_tables(), found)
-        changes.append(f"schema version {found} -> {SCHEMA_VERSION}")
+        return _add_missing(con, tables, found) + [f"schema version {found} -> {SCHEMA_VERSION}"]
     finally:
         con.close()
-    Catalog(path).close()  # views of this version's queries/ (and the index bins)
-    return changes + ["views re-created"]
 
 
 def _add_missing(con: duckdb.DuckDBPyConnection, tables: dict[str, str], found: int) -> list[str]:
