@@ -307,6 +307,20 @@ CREATE TABLE IF NOT EXISTS visualizations (
     PRIMARY KEY (model, dataset, layer, unit, kind, rank)
 );
 
+-- Catalogued neurons' activations on images outside the data set (`neurocat probe`); view probe_neurons.
+CREATE TABLE IF NOT EXISTS probe_activations (
+    model VARCHAR NOT NULL,          -- model name
+    dataset VARCHAR NOT NULL,        -- data set of the ingest whose network and a_max were used
+    layer VARCHAR NOT NULL,          -- dotted module name
+    unit INTEGER NOT NULL,           -- output channel index
+    image_path VARCHAR NOT NULL,     -- the probed image file (absolute path when probed)
+    image_sha256 VARCHAR NOT NULL,   -- SHA-256 of the file's bytes: probing the same content again replaces its rows
+    activation DOUBLE NOT NULL,      -- spatial maximum of the unit's map on the image, seen as the ingest saw its images (docs/science.md §1)
+    rel_activation DOUBLE,           -- activation / units.a_max, not clipped (< 0: below zero; > 1: above every data set image); NULL when a_max <= 0
+    probed_at TIMESTAMP,             -- when the image was probed (UTC)
+    PRIMARY KEY (model, dataset, layer, unit, image_sha256)
+);
+
 -- Fixed 0.1-wide bins for the per-layer histograms of Rafegas Fig. 5-6 (portable, no FLOOR()).
 CREATE TABLE IF NOT EXISTS index_bins (
     bin INTEGER NOT NULL,            -- 0..9

@@ -563,6 +563,53 @@ def demo(
                f"--catalog {catalog}")
 
 
+@app.command("layers")
+def layers_command(
+    model: str = typer.Option(..., "--model", help="As for ingest: a torchvision architecture, a TorchScript file, "
+                                                   "'package.module:callable' or 'efficientnet-lite0'."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="state_dict file, checked against the "
+                                                                   "architecture (shapes do not depend on it)."),
+    image_size: int = typer.Option(224, "--image-size", min=8, help="Input side at which output sizes and "
+                                                                    "receptive fields are measured."),
+    all_modules: bool = typer.Option(False, "--all", help="Every named module (what --layers accepts), not only "
+                                                          "the Conv2d layers."),
+    format: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),
+):
+    """The layers `--layers` can index, in model order: type, channels, output size and receptive field."""
+    from .layer_table import layer_table
+    from .models import load_model
+
+    with warnings.catch_warnings():  # random weights change no shape or field: no warning
+        warnings.simplefilter("ignore", UserWarning)
+        loaded = load_model(model, str(weights) if weights else None)
+    write_rows(layer_table(loaded, image_size, all_modules), format, sys.stdout)
+
+
+@app.command()
+def probe(
+    images: list[Path] = typer.Argument(..., help="Image files to run through the network."),
+    model: str = MODEL_NAME, dataset: Optional[str] = DATASET,
+    layers: Optional[list[str]] = typer.Option(None, "--layers", help="Ingested layers (names or globs, repeat or "
+                                                                      "comma-separate). Default: every ingested layer."),
+    catalog: Path = CATALOG,
+    top: int = typer.Option(10, "--top", min=1, help="Neurons printed per image, highest rel_activation first."),
+    device: Optional[str] = DEVICE,
+    format: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),
+):
+    """Which catalogued neurons fire for these images: activation and activation / a_max of every neuron
+    of the chosen layers, stored in probe_activations (view probe_neurons); prints each image's top neurons."""
+    import catalog as cat_lib
+
+    from .probe import probe as run, top_neurons
+
+    if not catalog.exists():
+        raise UsageError(f"no catalogue at {catalog}")
+    with cat_lib.open(catalog) as cat:
+        probed = run(cat, model, images, dataset, _split(layers), device)
+        table = top_neurons(cat, model, probed.column("dataset")[0].as_py(), probed, top)
+    write_rows(table, format, sys.stdout)
+
+
 def _user_errors(command):
     """Mistakes a user can fix (bad names, an old catalogue, a locked file) end as one line and exit 2."""
     import functools

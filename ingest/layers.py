@@ -29,8 +29,25 @@ def resolve_layers(model: nn.Module, patterns: list[str] | None) -> list[str]:
     for pattern in patterns:
         hits = [n for n in names if n == pattern or fnmatch.fnmatchcase(n, pattern)]
         if not hits:
-            ranked = sorted(names, key=lambda n: -SequenceMatcher(None, pattern, n).ratio())
-            raise UsageError(f"no layer matches {pattern!r}. Valid layer names, closest first: "
-                             + ", ".join(ranked[:15]) + (f" … ({len(names)} in all)" if len(names) > 15 else ""))
+            raise UsageError(unknown_layer(model, pattern, names))
         chosen.update(hits)
     return [n for n in names if n in chosen]
+
+
+def unknown_layer(model: nn.Module, pattern: str, names: list[str]) -> str:
+    """The message for a name nothing matches: the convolutions (what is usually meant) closest
+    first, then the closest other modules, then where to see them all."""
+    def closest(candidates: list[str], n: int) -> str:
+        ranked = sorted(candidates, key=lambda c: -SequenceMatcher(None, pattern, c).ratio())
+        return ", ".join(ranked[:n]) + (f" … ({len(candidates)} in all)" if len(candidates) > n else "")
+
+    convs = conv_layers(model)
+    conv_set = set(convs)
+    others = [n for n in names if n not in conv_set]
+    parts = [f"no layer matches {pattern!r}"]
+    if convs:
+        parts.append(f"Convolution layers, closest first: {closest(convs, 12)}")
+    if others:
+        parts.append(f"{'Other modules' if convs else 'Modules'}, closest first: {closest(others, 5 if convs else 12)}")
+    return ". ".join(parts) + (". Run `neurocat layers --model <your model>` to list them with channels, "
+                               "output size and receptive field (--all: every module)")

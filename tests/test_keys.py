@@ -32,6 +32,7 @@ from ingest.analyze import analyze_filter_tree, analyze_label_hierarchy
 from ingest.data import open_images
 from ingest.models import LoadedModel
 from ingest.pipeline import IngestOptions, ingest
+from ingest.probe import probe
 from ingest.visualize import gradcam_top_images, visualize
 from tests.conftest import planted_images
 from tests.planted import EDGE, RED, planted
@@ -104,6 +105,8 @@ def two(tmp_path_factory):
             visualize(cat, "planted", "0", dataset=ds, size=24, steps=8, param="pixel", device="cpu", network=model,
                       progress=False)
             gradcam_top_images(cat, "planted", "0", dataset=ds, top=2, device="cpu", network=model, progress=False)
+            probe(cat, "planted", [folders[A] / "red" / "00.png", folders[B] / "red" / "00.png"], dataset=ds,
+                  device="cpu", network=model)
     solo = {ds: _only(path, tmp / f"only-{ds}.duckdb", ds) for ds in (A, B)}
     solo_db = {ds: publish(solo[ds], tmp / f"only-{ds}.db") for ds in (A, B)}
     db, metadata, _ = prepare(path)

@@ -11,6 +11,7 @@ from ingest.data import open_images
 from ingest.ablation import ablate
 from ingest.analyze import analyze_filter_tree
 from ingest.pipeline import ingest
+from ingest.probe import probe
 
 
 def to_sqlite(cat, path):
@@ -54,6 +55,7 @@ def both(tmp_path_factory):
     classifier = LoadedModel(torch.nn.Sequential(model.module[0], torch.nn.AdaptiveMaxPool2d(1), torch.nn.Flatten()),
                              "planted", "callable", None, (0.0,) * 3, (1.0,) * 3)
     ablate(cat, "planted", "0", split=0.5, device="cpu", network=classifier, progress=False)
+    probe(cat, "planted", [images.absolute(0), images.absolute(len(images) - 1)], device="cpu", network=model)
     yield cat, to_sqlite(cat, str(tmp / "c.db"))
     cat.close()
 
