@@ -1,5 +1,6 @@
 """`neurocat probe`: the planted network's neurons on new images, checked against hand-computed
 activations and a direct forward pass."""
+import hashlib
 import json
 import re
 import shutil
@@ -71,7 +72,6 @@ def test_red_unit_answers_the_red_block_as_computed_by_hand(probed, planted_mode
     assert got.rel_activation[EDGE] == pytest.approx(got.activation[EDGE] / a_max[EDGE])
     assert (got.model.unique().tolist(), got.dataset.unique().tolist(), got.layer.unique().tolist()) == \
         (["planted"], ["planted"], ["0"])
-    import hashlib
     assert got.image_sha256.unique().tolist() == [hashlib.sha256(red.read_bytes()).hexdigest()]
 
 
