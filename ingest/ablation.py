@@ -21,7 +21,6 @@ from .labels import imagenet_classes
 from .models import LoadedModel
 from .network import Network, image_batches, network_pass
 from .taps import is_script
-from .visualize import choose_units
 
 
 def held_out(paths: list[str], fraction: float) -> list[int]:
@@ -47,7 +46,7 @@ def ablate(cat: Catalog, model: str, layer: str, units: list[int] | None = None,
     """Per (unit, class): accuracy with the unit's channel zeroed minus the intact accuracy, into ``ablation``."""
     info = run_info(cat, model, dataset)
     ds = info["dataset"]
-    units = choose_units(cat, model, ds, layer, units, None)
+    units = cat.select_units(model, ds, layer, units)
     images = images_of(cat, ds)
     ids = held_out(images.paths, split)
     if not ids:

@@ -19,7 +19,7 @@ from catalog.reading import CatalogLookupError
 from . import analysis_tables
 from .data import LabelledImages
 from .errors import UsageError
-from .models import LoadedModel, load_model
+from .models import LoadedModel, model_of  # noqa: F401 - model_of: callers load the run's network from here
 from .network import Network, default_device, image_batches, network_pass
 from .record import as_maps
 from .ica import neuron_components
@@ -83,14 +83,6 @@ def images_of(cat: Catalog, dataset: str) -> LabelledImages:
     root = cat.dataset_info(dataset)["root"]
     rows = cat.images(dataset)
     return LabelledImages(dataset, Path(root), rows.column("path").to_pylist(), rows.column("label").to_pylist())
-
-
-def model_of(info: dict) -> LoadedModel:
-    """Load the network an ingest used, from what the models row recorded."""
-    if info["source"] == "torchscript":
-        return load_model(info["weights"])
-    weights = info["weights"] if info["source"] != "package" else None
-    return load_model(info["architecture"], weights, seed=info.get("seed") or 0)
 
 
 def pooled_vectors(model: LoadedModel, layer: str, images: LabelledImages, ids: list[int], image_size: int,

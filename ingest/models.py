@@ -169,3 +169,11 @@ def _feed(h, name: str, value) -> None:
     data = t.contiguous().reshape(-1).view(torch.uint8)  # the raw bytes of any dtype (bfloat16 included)
     for lo in range(0, data.numel(), DIGEST_CHUNK):
         h.update(data[lo:lo + DIGEST_CHUNK].cpu().numpy())  # host: hashed on the CPU, a chunk at a time
+
+
+def model_of(info: dict) -> LoadedModel:
+    """Load the network an ingest used, from what the models row recorded."""
+    if info["source"] == "torchscript":
+        return load_model(info["weights"])
+    weights = info["weights"] if info["source"] != "package" else None
+    return load_model(info["architecture"], weights, seed=info.get("seed") or 0)

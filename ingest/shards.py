@@ -15,10 +15,9 @@ from pathlib import Path
 
 import torch
 
-from .analyze import model_of
 from .data import LabelledImages, open_images
 from .errors import UsageError
-from .models import LoadedModel, load_model
+from .models import LoadedModel, load_model, model_of
 from .network import Network
 from .options import IngestOptions
 from .pipeline import IngestSummary, catalogue_writer, check_catalogue, choose_layers, hierarchy_layer, index_scan
