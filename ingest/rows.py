@@ -2,6 +2,8 @@
 the scan and the passes over the top images found; no network runs here."""
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -32,6 +34,14 @@ class LayerResult:
     image_ids: np.ndarray   # (C, N) -1 in empty slots
     positions: np.ndarray   # (C, N) flat position of the maximum in the layer's map
     features: LayerFeatures
+
+
+def png_column(images: np.ndarray, keep: np.ndarray) -> list[bytes | None]:
+    """PNG bytes of each (h, w, 3) uint8 image where ``keep``, else None; encoded on every core
+    (PIL releases the GIL while it compresses)."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        encoded = iter(pool.map(png_bytes, (images[u] for u in np.flatnonzero(keep))))
+        return [next(encoded) if k else None for k in keep]
 
 
 def _key(model: str, dataset: str, layer: str, n: int) -> dict[str, list]:
@@ -75,7 +85,7 @@ def layer_tables(model: str, dataset: str, r: LayerResult, label_ids: np.ndarray
     out["units"] = pa.table({
         **_key(model, dataset, r.name, c), "unit": units, "a_max": np.where(valid[:, 0], a_max, np.nan),
         "n_top": valid.sum(1), "dead": ~alive,
-        "nf_png": [png_bytes(nf_u8[u]) if has_nf[u] else None for u in range(c)],
+        "nf_png": png_column(nf_u8, has_nf),
         "nf_n_used": n_used, "hue": np.where(has_nf, color.hue, np.nan),
         "color_name": [color_name(color.chromatic_rgb[u]) if named[u] else None for u in range(c)],
         "alpha_method": np.where(has_nf, np.where(color.centred, "centred", "uncentred"), None).tolist(),
