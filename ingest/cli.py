@@ -120,6 +120,17 @@ def ingest(
     from .pipeline import IngestOptions, ingest as run
 
     try:
+        # Options first: a bad value exits 2 before a model is loaded or a file written.
+        options = IngestOptions(top_n=top_n, batch_size=batch_size, device=device, image_size=image_size,
+                                workers=workers, nf_size=nf_size, min_rel=min_rel, gamma_th=gamma_th,
+                                color_threshold=color_threshold, hierarchy_layer=hierarchy_layer,
+                                similarity_k=None if similarity_full else similarity_k,
+                                checkpoint_every=checkpoint_every, engine=engine, address=address,
+                                gpus_per_worker=gpus_per_worker, autocast=autocast, channels_last=channels_last,
+                                decode=decode, self_activation=self_activation, progress=not quiet)
+        options.resolved_device()  # --device cuda without CUDA
+        if shard and out is None:
+            raise UsageError("--shard needs --out FOLDER for the shard's state")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             loaded = load_model(model, str(weights) if weights else None, seed=seed)
@@ -129,19 +140,9 @@ def ingest(
             images = open_images(_demo_data(catalog.parent / "demo-data", quiet), dataset_name or "demo")
         else:
             images = open_images(data, dataset_name)
-        options = IngestOptions(top_n=top_n, batch_size=batch_size, device=device, image_size=image_size,
-                                workers=workers, nf_size=nf_size, min_rel=min_rel, gamma_th=gamma_th,
-                                color_threshold=color_threshold, hierarchy_layer=hierarchy_layer,
-                                similarity_k=None if similarity_full else similarity_k,
-                                checkpoint_every=checkpoint_every, engine=engine, address=address,
-                                gpus_per_worker=gpus_per_worker, autocast=autocast, channels_last=channels_last, decode=decode,
-                                self_activation=self_activation,
-                                progress=not quiet)
         if shard:
             from .shards import ingest_shard
 
-            if out is None:
-                raise UsageError("--shard needs --out FOLDER for the shard's state")
             source = catalog.parent / "demo-data" / "manifest.csv" if data == "demo" else Path(data)
             n = ingest_shard(loaded, images, str(source.resolve()), out, shard, name, _split(layers), options)
             typer.echo(f"scanned {n} images of shard {shard} into {out}; finish with: neurocat merge {out} … "
@@ -608,6 +609,45 @@ def probe(
         probed = run(cat, model, images, dataset, _split(layers), device)
         table = top_neurons(cat, model, probed.column("dataset")[0].as_py(), probed, top)
     write_rows(table, format, sys.stdout)
+
+
+ROTATION_STEP = typer.Option(15, "--rotation-step", help="Rotations of step, 2·step, … 360 − step degrees; "
+                                                            "must divide 360 (at most 120).")
+ROTATION_TOP_N = typer.Option(20, "--rotation-top-n", help="Top images per neuron whose fields are transformed.")
+INVARIANCE_LAYERS = typer.Option(None, "--layers", help="Ingested layers (names or globs, repeat or comma-separate). "
+                                                        "Default: every ingested layer.")
+RESUME = typer.Option(False, "--resume", help="Skip layers that already hold rows of this analysis "
+                                              "(a killed run goes on where it stopped).")
+
+
+def _invariance(kinds: list[str], model, dataset, catalog, layers, top_n, step, device, batch_size, resume, quiet):
+    from .invariance import analyze_invariance
+
+    _analyze(analyze_invariance, catalog, model, kinds, dataset, _split(layers), top_n, step, device=device,
+             batch_size=batch_size, resume=resume, progress=not quiet)
+
+
+@analyze_app.command("orientation")
+def analyze_orientation(model: str = MODEL_NAME, dataset: Optional[str] = DATASET, catalog: Path = CATALOG,
+                        layers: Optional[list[str]] = INVARIANCE_LAYERS, rotation_top_n: int = ROTATION_TOP_N,
+                        rotation_step: int = ROTATION_STEP, device: Optional[str] = DEVICE,
+                        batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images read at a time."),
+                        resume: bool = RESUME, quiet: bool = QUIET):
+    """Orientation selectivity (docs/science.md §21): each neuron's top-image fields rotated about their
+    centre; tuning curve in orientation_tuning, orientation_index / preferred_angle / orientation_selectivity."""
+    _invariance(["orientation"], model, dataset, catalog, layers, rotation_top_n, rotation_step, device, batch_size,
+                resume, quiet)
+
+
+@analyze_app.command("symmetry")
+def analyze_symmetry(model: str = MODEL_NAME, dataset: Optional[str] = DATASET, catalog: Path = CATALOG,
+                     layers: Optional[list[str]] = INVARIANCE_LAYERS, rotation_top_n: int = ROTATION_TOP_N,
+                     device: Optional[str] = DEVICE,
+                     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images read at a time."),
+                     resume: bool = RESUME, quiet: bool = QUIET):
+    """Symmetry selectivity (docs/science.md §21): each neuron's top-image fields mirrored about the axes at
+    0°, 45°, 90° and 135°; retention per axis in symmetry_axes, their mean as symmetry_index."""
+    _invariance(["symmetry"], model, dataset, catalog, layers, rotation_top_n, 15, device, batch_size, resume, quiet)
 
 
 def _user_errors(command):
