@@ -321,6 +321,31 @@ CREATE TABLE IF NOT EXISTS probe_activations (
     PRIMARY KEY (model, dataset, layer, unit, image_sha256)
 );
 
+-- Orientation tuning curve of a neuron (`neurocat analyze orientation`; docs/science.md §21): its top images
+-- receptive fields rotated about their centre; one row per angle, angle 0 included (retention 1).
+CREATE TABLE IF NOT EXISTS orientation_tuning (
+    model VARCHAR NOT NULL,          -- model name
+    dataset VARCHAR NOT NULL,        -- data set name
+    layer VARCHAR NOT NULL,          -- dotted module name
+    unit INTEGER NOT NULL,           -- output channel index
+    angle INTEGER NOT NULL,          -- rotation of the field, degrees counter-clockwise as displayed: 0, step, ..., 360 - step
+    retention DOUBLE NOT NULL,       -- r(angle) = sum of max(a_angle, 0) / sum of max(a, 0) over the top images (docs/science.md §21)
+    n_images INTEGER NOT NULL,       -- top images used (the first --rotation-top-n with a > 0)
+    PRIMARY KEY (model, dataset, layer, unit, angle)
+);
+
+-- Retention of a neuron's response when its top images' receptive fields are mirrored (`neurocat analyze symmetry`; docs/science.md §21).
+CREATE TABLE IF NOT EXISTS symmetry_axes (
+    model VARCHAR NOT NULL,          -- model name
+    dataset VARCHAR NOT NULL,        -- data set name
+    layer VARCHAR NOT NULL,          -- dotted module name
+    unit INTEGER NOT NULL,           -- output channel index
+    axis INTEGER NOT NULL,           -- mirror axis through the field's centre: 0 horizontal, 90 vertical, 45 and 135 the diagonals (degrees counter-clockwise)
+    retention DOUBLE NOT NULL,       -- sum of max(a_mirrored, 0) / sum of max(a, 0) over the top images
+    n_images INTEGER NOT NULL,       -- top images used
+    PRIMARY KEY (model, dataset, layer, unit, axis)
+);
+
 -- Fixed 0.1-wide bins for the per-layer histograms of Rafegas Fig. 5-6 (portable, no FLOOR()).
 CREATE TABLE IF NOT EXISTS index_bins (
     bin INTEGER NOT NULL,            -- 0..9

@@ -21,7 +21,7 @@ QUERIES = files("catalog.sql") / "queries"
 RUN_TABLES = ("models", "layers", "units", "neuron_indexes", "top_images", "class_frequencies", "ingest_errors",
               "similarity_pairs", "layer_similarity", "class_vectors", "class_distances", "category_tree",
               "category_mst", "filter_tree_nodes", "filter_tree_edges", "ica_components", "visualizations",
-              "label_selectivity", "label_frequencies", "ablation", "probe_activations")
+              "label_selectivity", "label_frequencies", "ablation", "probe_activations", "orientation_tuning", "symmetry_axes")
 DATASET_TABLES = ("datasets", "images", "image_labels", "label_hierarchy")
 
 # Only the catalogue's own schema: a user's `CREATE SCHEMA extra; CREATE TABLE extra.units` is not ours.

@@ -621,8 +621,9 @@ RESUME = typer.Option(False, "--resume", help="Skip layers that already hold row
 
 
 def _invariance(kinds: list[str], model, dataset, catalog, layers, top_n, step, device, batch_size, resume, quiet):
-    from .invariance import analyze_invariance
+    from .invariance import analyze_invariance, check_settings
 
+    check_settings(kinds, step, top_n)  # before the catalogue is opened: a bad setting touches nothing
     _analyze(analyze_invariance, catalog, model, kinds, dataset, _split(layers), top_n, step, device=device,
              batch_size=batch_size, resume=resume, progress=not quiet)
 

@@ -6,6 +6,7 @@ SELECT
     ix.alpha, ix.gamma, ix.curve_area, ix.nf_self_activation,
     ix.sparsity, ix.flatness, ix.mf_degree, ix.mf_zscore, ix.mf_pvalue,
     ix.color_drop,
+    ix.orientation_index, ix.preferred_angle, ix.orientation_selectivity, ix.symmetry_index,
     -- @more-indexes: columns
     CASE WHEN ix.mf_zscore > 0 THEN 'multi-faceted' WHEN ix.mf_zscore <= 0 THEN 'single-faceted' END AS faceted,
     u.hue, u.color_name, u.gamma_m, u.a_max, u.dead, u.n_top, u.nf_n_used, u.alpha_method, u.nf_png
@@ -21,7 +22,11 @@ LEFT JOIN (
         MAX(CASE WHEN "index" = 'mf_degree' THEN value END) AS mf_degree,
         MAX(CASE WHEN "index" = 'mf_zscore' THEN value END) AS mf_zscore,
         MAX(CASE WHEN "index" = 'mf_pvalue' THEN value END) AS mf_pvalue,
-        MAX(CASE WHEN "index" = 'color_drop' THEN value END) AS color_drop
+        MAX(CASE WHEN "index" = 'color_drop' THEN value END) AS color_drop,
+        MAX(CASE WHEN "index" = 'orientation_index' THEN value END) AS orientation_index,
+        MAX(CASE WHEN "index" = 'preferred_angle' THEN value END) AS preferred_angle,
+        MAX(CASE WHEN "index" = 'orientation_selectivity' THEN value END) AS orientation_selectivity,
+        MAX(CASE WHEN "index" = 'symmetry_index' THEN value END) AS symmetry_index
         -- @more-indexes: pivot
     FROM neuron_indexes
     GROUP BY model, dataset, layer, unit

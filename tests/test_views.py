@@ -12,6 +12,7 @@ from ingest.ablation import ablate
 from ingest.analyze import analyze_filter_tree
 from ingest.pipeline import ingest
 from ingest.probe import probe
+from ingest.invariance import analyze_invariance
 
 
 def to_sqlite(cat, path):
@@ -56,6 +57,7 @@ def both(tmp_path_factory):
                              "planted", "callable", None, (0.0,) * 3, (1.0,) * 3)
     ablate(cat, "planted", "0", split=0.5, device="cpu", network=classifier, progress=False)
     probe(cat, "planted", [images.absolute(0), images.absolute(len(images) - 1)], device="cpu", network=model)
+    analyze_invariance(cat, "planted", ["orientation", "symmetry"], network=model, device="cpu", progress=False)
     yield cat, to_sqlite(cat, str(tmp / "c.db"))
     cat.close()
 
