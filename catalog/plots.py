@@ -6,6 +6,7 @@ Each figure is (portable SQL with ``?`` parameters, a function drawing its rows)
 from __future__ import annotations
 
 import io
+import math
 from collections import defaultdict
 
 import matplotlib
@@ -15,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 BIN_COLORS = {"alpha": plt.cm.Reds, "gamma": plt.cm.Blues}
+MAX_LAYER_LABELS = 24  # tick labels on a layer axis; a deeper model gets every k-th layer named
 
 
 def _png(fig) -> bytes:
@@ -24,43 +26,112 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _selectivity_bins(rows) -> bytes:
-    """Rafegas Fig. 5-6: per layer, stacked fractions of neurons in each 0.1 bin of α and γ."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+def _layer_axis(ax, layers: list[str]) -> None:
+    """Layers in model order on the x axis of ``ax`` (positions 0..n-1): every layer named up to
+    ``MAX_LAYER_LABELS``, else every k-th one and the last, rotated so long dotted names never overlap."""
+    n = len(layers)
+    step = max(1, math.ceil(n / MAX_LAYER_LABELS))
+    ticks = list(range(0, n, step))
+    if n and ticks[-1] != n - 1:
+        if n - 1 - ticks[-1] < step / 2:
+            ticks.pop()
+        ticks.append(n - 1)
+    few = n <= 8
+    ax.set_xticks(ticks, [layers[i] for i in ticks], rotation=40 if few else 90, ha="right" if few else "center",
+                  fontsize=8 if n <= MAX_LAYER_LABELS else 7)
+    if step > 1:
+        ax.set_xticks(range(n), minor=True)
+    ax.set_xlim(-0.6, n - 0.4)
+    ax.set_xlabel(f"layer, input → output ({n} layer{'s' if n != 1 else ''}"
+                  f"{f'; one in {step} named' if step > 1 else ''})", fontsize=9)
+
+
+def selectivity_bins_figure(rows):
+    """Rafegas Fig. 5-6 for any depth: per layer (model order), the stacked fractions of live neurons in
+    each 0.1 bin of α (top) and γ (bottom), bars touching so 50 layers read as bands; on α, the
+    colour-selective share of the layer (α ≥ the model's colour threshold, of all its neurons).
+
+    Rows: (layer, index, bin, fraction, color_selective_fraction), in layer order.
+    """
+    layers, data, share = [], {"alpha": defaultdict(dict), "gamma": defaultdict(dict)}, {}
+    for layer, idx, b, fraction, colour in rows:
+        if layer not in layers:
+            layers.append(layer)
+        if idx in data:
+            data[idx][layer][b] = fraction or 0.0
+        share[layer] = colour
+    n = len(layers)
+    fig, axes = plt.subplots(2, 1, figsize=(11, 7.5), sharex=True, gridspec_kw={"hspace": 0.12})
+    width = 0.8 if n <= 12 else 1.0
     for ax, index in zip(axes, ("alpha", "gamma")):
-        layers, data = [], defaultdict(dict)
-        for layer, idx, b, fraction in rows:
-            if idx != index:
-                continue
-            if layer not in layers:
-                layers.append(layer)
-            data[layer][b] = fraction or 0.0
-        bottom = np.zeros(len(layers))
+        bottom = np.zeros(n)
         for b in range(10):
-            heights = np.array([data[layer].get(b, 0.0) for layer in layers])
-            ax.bar(range(len(layers)), heights, bottom=bottom, color=BIN_COLORS[index](0.15 + 0.085 * b),
-                   label=f"{b / 10:.1f}–{(b + 1) / 10:.1f}")
+            heights = np.array([data[index][layer].get(b, 0.0) for layer in layers])
+            ax.bar(range(n), heights, bottom=bottom, width=width, color=BIN_COLORS[index](0.15 + 0.085 * b),
+                   label=f"{b / 10:.1f}–{(b + 1) / 10:.1f}", linewidth=0)
             bottom += heights
-        ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right", fontsize=8)
-        ax.set_title(f"{'colour selectivity α' if index == 'alpha' else 'class selectivity γ'} per layer")
-        ax.set_ylim(0, 1)
-    axes[0].set_ylabel("fraction of live neurons")
-    axes[1].legend(title="bin", fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
-    return _png(fig)
+        ax.set_ylim(0, 1.02)
+        ax.set_ylabel("fraction of live neurons")
+        name = "colour selectivity α" if index == "alpha" else "class selectivity γ"
+        ax.set_title(f"{name} per layer", fontsize=10, loc="left")
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles[::-1], labels[::-1], title=f"{'α' if index == 'alpha' else 'γ'} bin", fontsize=7,
+                  title_fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
+    line = [share[layer] if share[layer] is not None else np.nan for layer in layers]
+    axes[0].plot(range(n), line, color="black", marker="o" if n <= 24 else None, markersize=3, linewidth=1.5,
+                 label="colour-selective share", gid="color_share")
+    axes[0].annotate("— colour-selective share\n   (α ≥ threshold, of all neurons)", xy=(1.01, 0.02),
+                     xycoords="axes fraction", fontsize=7, va="bottom")
+    _layer_axis(axes[1], layers)
+    return fig
+
+
+def _selectivity_bins(rows) -> bytes:
+    return _png(selectivity_bins_figure(rows))
+
+
+def hue_distribution_figure(rows):
+    """ICLR draft Fig. 7: hues of the colour-selective neurons on the opponent (O1, O2) circle (left), and
+    per layer (right: neurons in each 10° sector, layers in model order) so a deep model stays readable.
+
+    Rows: (layer, hue) in layer order; hue NULL for a layer without colour-selective neurons.
+    """
+    layers, per_layer = [], defaultdict(list)
+    for layer, hue in rows:
+        if layer not in layers:
+            layers.append(layer)
+        if hue is not None:
+            per_layer[layer].append(float(hue) % 360)
+    hues = np.array([h for layer in layers for h in per_layer[layer]], dtype=float)
+    edges = np.linspace(0, 360, 37)
+    fig = plt.figure(figsize=(12, 4.8))
+    grid = fig.add_gridspec(1, 4, width_ratios=[1, 0.12, 0.04, 1.9], wspace=0.05)
+    ax = fig.add_subplot(grid[0], projection="polar")
+    counts, _ = np.histogram(hues, bins=edges)
+    colors = [_opponent_hue_rgb(h) for h in edges[:-1] + 5]
+    ax.bar(np.deg2rad(edges[:-1] + 5), counts, width=np.deg2rad(10), color=colors, edgecolor="black", linewidth=0.3)
+    ax.set_title(f"hue of {len(hues)} colour-selective neurons", fontsize=10)
+    ax.tick_params(labelsize=7)
+    strip = fig.add_subplot(grid[2])
+    strip.imshow(np.array(colors)[::-1, None, :], aspect="auto", extent=(0, 1, 0, 360))
+    strip.set_xticks([])
+    strip.set_yticks(range(0, 361, 60), [f"{d}°" for d in range(0, 361, 60)], fontsize=8)
+    strip.set_ylabel("hue (opponent angle)", fontsize=8)
+    heat = fig.add_subplot(grid[3])
+    matrix = np.array([np.histogram(per_layer[layer], bins=edges)[0] for layer in layers], dtype=float).T
+    if not layers:
+        matrix = np.zeros((36, 1))
+    image = heat.imshow(matrix, aspect="auto", origin="lower", cmap="Greys", interpolation="nearest",
+                        extent=(-0.5, max(len(layers), 1) - 0.5, 0, 360), vmin=0, vmax=max(1.0, matrix.max()))
+    heat.set_yticks(range(0, 361, 60), [])
+    heat.set_title("colour-selective neurons per layer and 10° hue sector", fontsize=10, loc="left")
+    fig.colorbar(image, ax=heat, fraction=0.03, pad=0.01).set_label("neurons", fontsize=8)
+    _layer_axis(heat, layers)
+    return fig
 
 
 def _hue_distribution(rows) -> bytes:
-    """ICLR draft Fig. 7: hues of the colour-selective neurons, on the opponent (O1, O2) circle."""
-    hues = np.array([r[0] for r in rows if r[0] is not None], dtype=float)
-    fig = plt.figure(figsize=(5, 5))
-    ax = fig.add_subplot(projection="polar")
-    edges = np.linspace(0, 360, 37)
-    counts, _ = np.histogram(hues, bins=edges)
-    centres = np.deg2rad(edges[:-1] + 5)
-    colors = [_opponent_hue_rgb(h) for h in edges[:-1] + 5]
-    ax.bar(centres, counts, width=np.deg2rad(10), color=colors, edgecolor="black", linewidth=0.3)
-    ax.set_title(f"hue of {len(hues)} colour-selective neurons")
-    return _png(fig)
+    return _png(hue_distribution_figure(rows))
 
 
 def _opponent_hue_rgb(angle: float):
@@ -71,36 +142,71 @@ def _opponent_hue_rgb(angle: float):
     return tuple(np.clip(rgb, 0, 1))
 
 
-def _ranked_curves(rows) -> bytes:
-    """Rafegas Fig. 1: mean relative activation against rank, one curve per layer."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    curves = defaultdict(list)
-    for layer, rank, rel in rows:
+def ranked_curves_figure(rows):
+    """Rafegas Fig. 1: mean relative activation of the live neurons against rank, one curve per layer,
+    coloured by depth (a colour bar names the layers when there are too many for a legend).
+
+    Rows: (layer, layer_index, rank, mean relative activation), in layer order.
+    """
+    curves, order = defaultdict(list), {}
+    for layer, index, rank, rel in rows:
         curves[layer].append((rank, rel))
-    for layer, points in curves.items():
-        points.sort()
-        ax.plot([p[0] for p in points], [p[1] for p in points], label=f"layer {layer}")  # "_x" labels are hidden
+        order[layer] = index
+    layers = sorted(curves, key=lambda layer: (order[layer] is None, order[layer], layer))
+    n = len(layers)
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    cmap = plt.cm.viridis
+    for i, layer in enumerate(layers):
+        points = sorted(curves[layer])
+        ax.plot([p[0] for p in points], [p[1] for p in points], color=cmap(i / max(n - 1, 1)),
+                linewidth=1.4 if n <= 12 else 0.9, label=f"layer {layer}", gid=f"curve:{layer}")
     ax.set_xlabel("rank of the image")
     ax.set_ylabel("mean relative activation")
     ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=7)
-    ax.set_title("ranked activation curves")
-    return _png(fig)
+    ax.set_title(f"ranked activation curves ({n} layer{'s' if n != 1 else ''})", fontsize=10)
+    if n <= 12:
+        ax.legend(fontsize=7)  # "_x" labels are hidden, hence "layer x"
+    else:
+        bar = fig.colorbar(plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(-0.5, n - 0.5)), ax=ax, pad=0.01)
+        step = max(1, math.ceil(n / 12))
+        ticks = sorted(set(range(0, n, step)) | {n - 1})
+        bar.set_ticks(ticks, labels=[layers[i] for i in ticks], fontsize=7)
+        bar.set_label("layer (input → output)", fontsize=8)
+    return fig
+
+
+def _ranked_curves(rows) -> bytes:
+    return _png(ranked_curves_figure(rows))
+
+
+def mf_degree_figure(rows):
+    """Sadeghi Fig. 2-3 for any depth: mean MF degree (top) and single-faceted share (bottom) per layer,
+    as lines over the layers in model order.
+
+    Rows: (layer, mean_mf_degree, single_faceted_fraction), in layer order.
+    """
+    layers = [r[0] for r in rows]
+    n = len(layers)
+    marker = "o" if n <= 24 else "."
+    fig, axes = plt.subplots(2, 1, figsize=(11, 6), sharex=True, gridspec_kw={"hspace": 0.12})
+    degree = [r[1] if r[1] is not None else np.nan for r in rows]
+    single = [r[2] if r[2] is not None else np.nan for r in rows]
+    axes[0].plot(range(n), degree, marker=marker, color="tab:purple", gid="mf_degree")
+    axes[0].set_ylabel("mean MF degree")
+    axes[0].set_ylim(bottom=0)
+    axes[0].set_title("multi-faceted degree per layer (flatness / sparsity of the CoF rows)", fontsize=10,
+                      loc="left")
+    axes[1].plot(range(n), single, marker=marker, color="black", gid="single_faceted")
+    axes[1].set_ylabel("single-faceted share")
+    axes[1].set_ylim(0, 1.02)
+    for ax in axes:
+        ax.grid(axis="y", alpha=0.3)
+    _layer_axis(axes[1], layers)
+    return fig
 
 
 def _mf_degree(rows) -> bytes:
-    """Sadeghi Fig. 2-3: mean MF degree and share of single-faceted neurons per layer."""
-    layers = [r[0] for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.bar(range(len(rows)), [r[1] or 0 for r in rows], color="tab:purple")
-    ax.set_ylabel("mean MF degree")
-    ax2 = ax.twinx()
-    ax2.plot(range(len(rows)), [r[2] or 0 for r in rows], "o-", color="black")
-    ax2.set_ylabel("single-faceted fraction")
-    ax2.set_ylim(0, 1)
-    ax.set_xticks(range(len(rows)), layers, rotation=45, ha="right", fontsize=8)
-    ax.set_title("multi-faceted degree per layer")
-    return _png(fig)
+    return _png(mf_degree_figure(rows))
 
 
 def class_frequency_chart(rows) -> bytes:
@@ -117,16 +223,31 @@ def class_frequency_chart(rows) -> bytes:
 
 # Every figure is of one run: (model, dataset) are its two parameters, in that order.
 FIGURES = {
-    "selectivity_bins": ("SELECT layer, \"index\", bin, fraction FROM layer_selectivity_bins "
-                         "WHERE model = ? AND dataset = ? ORDER BY layer_index, \"index\", bin", _selectivity_bins),
-    "hue_distribution": ("SELECT hue FROM color_selective_neurons WHERE model = ? AND dataset = ?", _hue_distribution),
-    "ranked_curves": ("SELECT t.layer, t.rank, AVG(t.rel_activation) FROM top_images t JOIN units u "
+    "selectivity_bins": ("SELECT b.layer, b.\"index\", b.bin, b.fraction, s.color_selective_fraction "
+                         "FROM layer_selectivity_bins b JOIN layer_summary s ON s.model = b.model "
+                         "AND s.dataset = b.dataset AND s.layer = b.layer WHERE b.model = ? AND b.dataset = ? "
+                         "ORDER BY b.layer_index, b.layer, b.\"index\", b.bin", _selectivity_bins),
+    "hue_distribution": ("SELECT l.layer, c.hue FROM layers l LEFT JOIN color_selective_neurons c "
+                         "ON c.model = l.model AND c.dataset = l.dataset AND c.layer = l.layer "
+                         "WHERE l.model = ? AND l.dataset = ? ORDER BY l.layer_index, l.layer, c.hue",
+                         _hue_distribution),
+    "ranked_curves": ("SELECT t.layer, l.layer_index, t.rank, AVG(t.rel_activation) FROM top_images t JOIN units u "
                       "ON u.model = t.model AND u.dataset = t.dataset AND u.layer = t.layer AND u.unit = t.unit "
-                      "WHERE t.model = ? AND t.dataset = ? AND NOT u.dead GROUP BY t.layer, t.rank "
-                      "ORDER BY t.layer, t.rank", _ranked_curves),
+                      "JOIN layers l ON l.model = t.model AND l.dataset = t.dataset AND l.layer = t.layer "
+                      "WHERE t.model = ? AND t.dataset = ? AND NOT u.dead GROUP BY t.layer, l.layer_index, t.rank "
+                      "ORDER BY l.layer_index, t.layer, t.rank", _ranked_curves),
     "mf_degree": ("SELECT layer, mean_mf_degree, single_faceted_fraction FROM faceted_by_layer "
-                  "WHERE model = ? AND dataset = ? ORDER BY layer_index", _mf_degree),
+                  "WHERE model = ? AND dataset = ? ORDER BY layer_index, layer", _mf_degree),
 }
+FIGURE_CAPTIONS = {
+    "selectivity_bins": "α and γ of the live neurons per layer, with the colour-selective share (Rafegas Figs. 5–6)",
+    "hue_distribution": "hues of the colour-selective neurons, all and per layer (ICLR draft Fig. 7)",
+    "ranked_curves": "ranked activation curves, one per layer (Rafegas Fig. 1)",
+    "mf_degree": "multi-faceted degree and single-faceted share per layer (Sadeghi Figs. 2–3)",
+}
+# The figure before it becomes a PNG (matplotlib Figure; close it), for tests and notebooks.
+FIGURE_BUILDERS = {"selectivity_bins": selectivity_bins_figure, "hue_distribution": hue_distribution_figure,
+                   "ranked_curves": ranked_curves_figure, "mf_degree": mf_degree_figure}
 CLASS_FREQUENCIES_SQL = ("SELECT label, frequency, count FROM class_frequencies WHERE model = ? AND dataset = ? "
                          "AND layer = ? AND unit = ? ORDER BY frequency DESC, label LIMIT 20")
 
@@ -206,24 +327,46 @@ def model_view(im, size: int):
     return im.crop((left, top, left + size, top + size))
 
 
-def contact_sheet(root: str, image_size: int, rows, cell: int = 96, columns: int = 10) -> bytes:
-    """The top crops of a neuron as one picture; rows are (path, crop_top, crop_left, crop_size)."""
+def _crop(root: str, image_size: int, path: str, top: int, left: int, size: int):
+    """The receptive-field crop of a top image as the model saw it (``size`` square, gray beyond the
+    image), or None when the file cannot be read any more."""
     from pathlib import Path
 
+    from PIL import Image
+
+    p = Path(path) if Path(path).is_absolute() else Path(root) / path
+    try:
+        view = model_view(read_rgb(p, image_size), image_size)
+    except Exception:  # noqa: BLE001 - a file gone since ingest
+        return None
+    canvas = Image.new("RGB", (size, size), BACKGROUND)
+    canvas.paste(view, (-left, -top))
+    return canvas
+
+
+def contact_sheet(root: str, image_size: int, rows, cell: int = 96, columns: int = 10) -> bytes:
+    """The top crops of a neuron as one picture; rows are (path, crop_top, crop_left, crop_size)."""
     from PIL import Image
 
     rows = list(rows)
     n_rows = max(1, -(-len(rows) // columns))
     sheet = Image.new("RGB", (columns * cell, n_rows * cell), (255, 255, 255))
     for i, (path, top, left, size) in enumerate(rows):
-        p = Path(path) if Path(path).is_absolute() else Path(root) / path
-        try:
-            view = model_view(read_rgb(p, image_size), image_size)
-        except Exception:  # noqa: BLE001 - a file gone since ingest leaves a blank cell
-            continue
-        canvas = Image.new("RGB", (size, size), BACKGROUND)
-        canvas.paste(view, (-left, -top))
-        sheet.paste(canvas.resize((cell, cell), Image.Resampling.BILINEAR), ((i % columns) * cell, (i // columns) * cell))
+        crop = _crop(root, image_size, path, top, left, size)
+        if crop is not None:  # a file gone since ingest leaves a blank cell
+            sheet.paste(crop.resize((cell, cell), Image.Resampling.BILINEAR), ((i % columns) * cell, (i // columns) * cell))
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def crop_png(root: str, image_size: int, path: str, top: int, left: int, size: int, cell: int = 48) -> bytes | None:
+    """One top image's crop as a ``cell`` px PNG (a table thumbnail), or None when its file is gone."""
+    from PIL import Image
+
+    crop = _crop(root, image_size, path, top, left, size)
+    if crop is None:
+        return None
+    buf = io.BytesIO()
+    crop.resize((cell, cell), Image.Resampling.BILINEAR).save(buf, format="PNG")
     return buf.getvalue()

@@ -107,7 +107,7 @@ def publish(catalog_path: str | Path, out: str | Path, batch_rows: int = 50_000)
         # The pivot behind `neurons` is cheap in DuckDB, slow in SQLite on millions of rows: the read-only
         # copy stores its result (same SQL text) and indexes it.
         names = [r[0] for r in lite.execute('SELECT DISTINCT "index" FROM neuron_indexes ORDER BY 1').fetchall()]
-        create_views(lite.execute, "CREATE VIEW", materialise=MATERIALISED, more_indexes=names)
+        create_views(_in_model_order(lite.execute), "CREATE VIEW", materialise=MATERIALISED, more_indexes=names)
         for cols in (("model", "dataset", "layer", "unit"), ("layer", "gamma"), ("layer", "alpha"), ("gamma",),
                      ("alpha",), ("color_name",), ("faceted",)):
             lite.execute(f"CREATE INDEX idx_neurons_{'_'.join(cols)} ON neurons ({', '.join(_q(c) for c in cols)})")
@@ -123,6 +123,19 @@ def publish(catalog_path: str | Path, out: str | Path, batch_rows: int = 50_000)
     finally:
         source.close()
     return out
+
+
+def _in_model_order(execute):
+    """``execute`` that stores a materialised view's rows in model order (model, dataset, layer_index,
+    unit): same columns and rows as the view, and the order Datasette shows a table in by default (rowid)."""
+    def run(sql: str, *args):
+        m = re.match(r"CREATE TABLE (\w+) AS\n(.*)$", sql, re.S)
+        if m and m.group(1) in MATERIALISED:
+            sql = (f"CREATE TABLE {m.group(1)} AS SELECT v.* FROM ({m.group(2)}) AS v "
+                   "LEFT JOIN layers AS l ON l.model = v.model AND l.dataset = v.dataset AND l.layer = v.layer "
+                   "ORDER BY v.model, v.dataset, l.layer_index, v.layer, v.unit")
+        return execute(sql, *args)
+    return run
 
 
 def _affinity(duck_type: str) -> str:
@@ -152,13 +165,113 @@ def column_descriptions() -> dict[str, dict[str, str]]:
     return out
 
 
+def table_descriptions() -> dict[str, str]:
+    """Table -> the comment lines right above its CREATE TABLE in schema.sql (tables without one are left out)."""
+    out, comment = {}, []
+    for line in SCHEMA.read_text().splitlines():
+        m = re.match(r"CREATE TABLE IF NOT EXISTS (\w+)", line)
+        if m and comment:
+            out[m.group(1)] = " ".join(comment)
+        if line.startswith("--"):
+            comment.append(line[2:].strip())
+        else:
+            comment = []
+    return out
+
+
 def view_descriptions() -> dict[str, str]:
-    """View -> its leading SQL comment."""
+    """View -> its leading SQL comment, whole (the `-- @more-indexes` markers inside the SELECT are not part of it)."""
     out = {}
     for name, sql in view_files().items():
-        lines = [ln[2:].strip() for ln in sql.splitlines() if ln.startswith("--") and "@more-indexes" not in ln]
+        lines = [ln[2:].strip() for ln in sql.splitlines()
+                 if ln.startswith("--") and not ln[2:].strip().startswith("@more-indexes")]
         out[name] = " ".join(lines)
     return out
+
+
+# Columns of views that no table of schema.sql describes, in its style: the indexes (docs/science.md), which
+# `neurons` has as columns (a plugin's too: orientation), and the per-layer aggregates.
+INDEX_NOTES = {
+    "alpha": "colour selectivity α of the Neuron Feature, 0 (none) to 1 (docs/science.md §4)",
+    "gamma": "class selectivity γ of the top images, 0 (many classes) to 1 (one class) (§5)",
+    "curve_area": "area under the ranked relative-activation curve, 1/N to 1 (§12)",
+    "nf_self_activation": "activation on the neuron's own Neuron Feature relative to a_max, usually 0 to 1 (§12)",
+    "sparsity": "Gini sparsity of the neuron's CoF row, 0 to 1 − 1/K (§6)",
+    "flatness": "spectral flatness of the CoF row, about 0 to 1; −1 for an empty row (§6)",
+    "mf_degree": "multi-faceted degree: flatness / sparsity, 0 or more (§6)",
+    "mf_zscore": "MF degree standardised within the layer (§6)",
+    "mf_pvalue": "two-sided p-value of mf_zscore (§6)",
+    "color_drop": "share of the response lost when the top crops turn gray, at most 1 (§13)",
+    "orientation": "orientation coherence of the Neuron Feature's structure tensor, 0 to 1 (index plugin, §16)",
+}
+INDEX_FALLBACK = "index {} of neuron_indexes (docs/science.md)"  # one added to neurons.sql without a note here
+COLUMN_NOTES = {
+    **INDEX_NOTES,
+    "faceted": "multi-faceted when the MF degree is above the layer's mean (mf_zscore > 0), else single-faceted",
+    "mean_alpha": "mean α over the layer's live neurons",
+    "mean_gamma": "mean γ over the layer's live neurons",
+    "color_selective_fraction": "share of the layer's neurons, dead ones included, with α at or above the model's "
+                                "colour threshold",
+}
+# Columns the site adds to a table page (HTML only; JSON and CSV keep the table's own columns).
+PICTURE_NOTES = {
+    "crop": "the top image's receptive-field crop, as the model saw it",
+    "nf_a": "Neuron Feature of unit_a",
+    "nf_b": "Neuron Feature of unit_b",
+}
+# Tables whose columns describe a view's column of the same name, first match wins.
+_DESCRIBING = ("units", "layers", "models", "top_images", "images", "class_frequencies", "similarity_pairs",
+               "layer_similarity", "datasets")
+
+
+def view_columns() -> dict[str, list[str]]:
+    """View -> its columns, from an empty in-memory copy of the schema."""
+    import duckdb
+
+    from .catalog import schema_tables
+
+    con = duckdb.connect(":memory:")
+    try:
+        for sql in schema_tables().values():
+            con.execute(sql)
+        create_views(con.execute)
+        return {v: [r[0] for r in con.execute(f"DESCRIBE {v}").fetchall()] for v in view_files()}
+    finally:
+        con.close()
+
+
+def view_column_descriptions(tables: dict[str, dict[str, str]] | None = None) -> dict[str, dict[str, str]]:
+    """View -> column -> description: COLUMN_NOTES, else the description of the same column in a table."""
+    tables = tables or column_descriptions()
+    out = {}
+    for view, columns in view_columns().items():
+        described = {}
+        for c in columns:
+            text = COLUMN_NOTES.get(c) or next((tables[t][c] for t in _DESCRIBING if c in tables.get(t, {})), None)
+            if text:
+                described[c] = text
+        if view == "neurons":  # plugin indexes are columns of a catalogue's neurons, not of the empty schema's
+            described.update({c: text for c, text in INDEX_NOTES.items() if c not in described})
+            described.update({c: INDEX_FALLBACK.format(c) for c in columns if c not in described})
+        out[view] = described
+    return out
+
+
+# How the site shows a table: its columns in this order (names not listed follow in the table's order;
+# crop, nf_a, nf_b are pictures the site adds), without Datasette's row-link and rowid columns.
+DISPLAY = {
+    "neurons": ["model", "dataset", "layer", "unit", "nf_png", "alpha", "hue", "color_name", "gamma", "gamma_m",
+                "sparsity", "mf_degree", "faceted", "a_max", "dead", "flatness", "mf_zscore", "mf_pvalue",
+                "curve_area", "nf_self_activation", "color_drop"],
+    "top_images": ["model", "dataset", "layer", "unit", "rank", "crop", "image_id", "activation", "rel_activation",
+                   "in_nf", "crop_top", "crop_left", "crop_size", "y", "x"],
+    "similarity_pairs": ["model", "dataset", "layer", "unit_a", "nf_a", "rank", "unit_b", "nf_b", "pearson",
+                         "euclidean"],
+    "layer_summary": ["model", "dataset", "layer_index", "layer", "channels", "mean_alpha", "mean_gamma",
+                      "color_selective_fraction", "n_dead", "rf_size", "rf_stride"],
+    "color_selective_neurons": ["model", "dataset", "layer", "unit", "nf_png", "alpha", "hue", "color_name", "gamma"],
+}
+HIDDEN_COLUMNS = ["Link", "rowid"]
 
 
 # Every canned query is of one data set (and one model where it reads per-model rows): the same network
@@ -167,7 +280,7 @@ CANNED = {
     "selective_neurons": {
         "title": "Neurons of a layer above γ and α",
         "description": "The mission query: class- and colour-selective neurons of one layer of a model on a data set.",
-        "sql": "SELECT model, dataset, layer, unit, gamma, alpha, hue, color_name, nf_png FROM neurons "
+        "sql": "SELECT model, dataset, layer, unit, nf_png, gamma, alpha, hue, color_name FROM neurons "
                "WHERE model = :model AND dataset = :dataset AND layer = :layer "
                "AND gamma > CAST(:gamma AS REAL) AND alpha > CAST(:alpha AS REAL) ORDER BY gamma DESC, alpha DESC",
     },
@@ -180,15 +293,15 @@ CANNED = {
     },
     "similar_neurons": {
         "title": "Neurons most similar to a neuron",
-        "sql": "SELECT s.rank, s.model, s.dataset, s.layer, s.unit_b AS unit, s.pearson, s.euclidean, n.alpha, "
-               "n.gamma, n.nf_png FROM similarity_pairs s JOIN neurons n ON n.model = s.model AND n.dataset = s.dataset "
+        "sql": "SELECT s.rank, s.model, s.dataset, s.layer, s.unit_b AS unit, n.nf_png, s.pearson, s.euclidean, "
+               "n.alpha, n.gamma FROM similarity_pairs s JOIN neurons n ON n.model = s.model AND n.dataset = s.dataset "
                "AND n.layer = s.layer AND n.unit = s.unit_b "
                "WHERE s.model = :model AND s.dataset = :dataset AND s.layer = :layer "
                "AND s.unit_a = CAST(:unit AS INTEGER) ORDER BY s.rank",
     },
     "neurons_selective_to_class": {
         "title": "Neurons selective to a class of a data set",
-        "sql": "SELECT c.model, c.dataset, c.layer, c.unit, c.frequency, c.count, n.gamma, n.nf_png "
+        "sql": "SELECT c.model, c.dataset, c.layer, c.unit, n.nf_png, c.frequency, c.count, n.gamma "
                "FROM class_frequencies c JOIN neurons n ON n.model = c.model AND n.dataset = c.dataset "
                "AND n.layer = c.layer AND n.unit = c.unit "
                "WHERE c.dataset = :dataset AND c.label = :label ORDER BY c.frequency DESC LIMIT 200",
@@ -197,23 +310,32 @@ CANNED = {
 
 
 def metadata(db_name: str) -> dict:
-    """Datasette metadata: titles, column descriptions from schema.sql, canned queries, plugin settings."""
-    tables = {t: {"columns": cols, "facets": []} for t, cols in column_descriptions().items()}
+    """Datasette metadata: titles, table and column descriptions (schema.sql, the views' comments,
+    COLUMN_NOTES), facets, canned queries, how tables are shown (DISPLAY), plugin settings."""
+    described = column_descriptions()
+    tables = {t: {"columns": cols, "facets": []} for t, cols in described.items()}
+    for t, text in table_descriptions().items():
+        tables[t]["description"] = text
     for t, facets in {"units": ["dataset", "layer", "color_name"], "layers": ["model", "dataset"],
                       "models": ["dataset"]}.items():
         tables[t]["facets"] = facets
+    view_cols = view_column_descriptions(described)
     for view, text in view_descriptions().items():
-        tables[view] = {"description": text}
+        tables[view] = {"description": text, "columns": view_cols.get(view, {})}
     tables["neurons"]["facets"] = ["model", "dataset", "layer", "color_name", "faceted"]
     tables["color_selective_neurons"]["facets"] = ["model", "dataset", "layer", "color_name"]
     for t, cols in FULL_TEXT.items():
         tables[t]["fts_table"] = f"{t}_fts"
         tables[t]["searchmode"] = "raw"
+    for t, order in DISPLAY.items():
+        tables[t]["columns"].update({c: PICTURE_NOTES[c] for c in order if c in PICTURE_NOTES})
+        tables[t]["plugins"] = {"neurocat": {"columns": order, "hidden": HIDDEN_COLUMNS}}
     return {
         "title": "neuron-catalog",
         "description": "Neurons of trained CNNs: top images, Neuron Features, colour and class selectivity, "
-                       "multi-faceted measures. Open a model's page at /-/model (model and dataset), a neuron's at "
-                       "/-/neuron (model, dataset, layer, unit).",
+                       "multi-faceted measures. The catalogue's front page (/) lists its models and data sets; "
+                       "a model's page is /-/model (model and dataset), a neuron's /-/neuron (model, dataset, "
+                       "layer, unit).",
         "databases": {db_name: {"tables": tables, "queries": CANNED}},
         "plugins": {"datasette-render-images": {"size_limit": 4_000_000}},
     }

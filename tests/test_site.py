@@ -2,6 +2,7 @@
 
 Set NEUROCAT_SCREENSHOTS=docs to also save the screenshots the README shows.
 """
+import io
 import json
 import os
 import shutil
@@ -11,12 +12,15 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import catalog
 from catalog.catalog import view_files
 from catalog.publish import publish
 from catalog.site import prepare, running
+from catalog.datasette.neurocat_pages import format_float
 from ingest.data import open_images
 from ingest.pipeline import ingest
 from tests.test_views import normalise
@@ -90,17 +94,104 @@ def test_every_view_same_rows_in_duckdb_and_the_published_sqlite(site):
                 normalise(lite.execute(f"SELECT * FROM {view}").fetchall()), view
 
 
-def test_table_page_shows_nf_thumbnails(site, browser):
+def open_page(browser, url):
     page = browser.new_page()
-    page.goto(f"{site['base']}/{site['name']}/neurons?dead=0")
-    images = page.locator("td img")
-    assert images.count() >= 2
-    widths = page.eval_on_selector_all("td img", "els => els.map(e => e.complete ? e.naturalWidth : -1)")
-    assert all(w > 0 for w in widths)
+    page.set_viewport_size({"width": 1280, "height": 900})  # as the issue's new user saw it
+    page.goto(url)
+    return page
+
+
+def wait_for_images(page, selector):
+    page.wait_for_function(f"[...document.querySelectorAll('{selector}')].every(e => e.complete)", timeout=15000)
+    return page.eval_on_selector_all(selector, "els => els.map(e => [e.naturalWidth, e.getBoundingClientRect().width, "
+                                               "e.getBoundingClientRect().right])")
+
+
+def headers(page):
+    return page.eval_on_selector_all("table.rows-and-columns th", "els => els.map(e => e.dataset.column)")
+
+
+def test_table_page_shows_nf_thumbnails(site, browser):
+    page = open_page(browser, f"{site['base']}/{site['name']}/neurons?dead=0")
+    # identifying columns, the NF, then the indexes people look for; no row-link or rowid column
+    assert headers(page)[:10] == ["model", "dataset", "layer", "unit", "nf_png", "alpha", "hue", "color_name",
+                                  "gamma", "gamma_m"]
+    assert not {"rowid", "Link"} & set(headers(page))
+    images = wait_for_images(page, "td.col-nf_png img")
+    assert len(images) >= 2
+    lite = sqlite3.connect(site["db"])
+    sizes = {Image.open(io.BytesIO(png)).size[0] for (png,) in lite.execute("SELECT nf_png FROM neurons WHERE NOT dead")}
+    for natural, shown, right in images:
+        assert natural in sizes and shown == 48 and right < 1280  # the stored NF, shown at 48 px, on screen
+    row_heights = page.eval_on_selector_all("table.rows-and-columns tbody tr", "els => els.map(e => e.offsetHeight)")
+    assert max(row_heights) < 70
     link = page.locator("td a[href^='/-/neuron?']").first
     assert link.count() == 1
+    # rows in model order by default: layer by layer, unit by unit
+    with catalog.open(site["duckdb"], read_only=True) as cat:
+        expected = cat.rows("SELECT unit FROM neurons n JOIN layers l USING (model, dataset, layer) WHERE NOT dead "
+                            "ORDER BY n.model, n.dataset, l.layer_index, unit")
+    units = page.eval_on_selector_all("td.col-unit", "els => els.map(e => Number(e.innerText))")
+    assert units == [u for (u,) in expected]
     shot(page, "neurons-table")
     page.close()
+
+
+def test_a_float_is_rounded_in_html_and_exact_in_json(site, browser):
+    with catalog.open(site["duckdb"], read_only=True) as cat:
+        (alpha,) = cat.rows("SELECT alpha FROM neurons WHERE unit = 0")[0]
+    assert len(repr(alpha)) > 8  # a value with digits to lose
+    query = "?" + urllib.parse.urlencode({"unit": 0})
+    rows = json.loads(get(f"{site['base']}/{site['name']}/neurons.json{query}&_shape=array")[1])
+    assert rows[0]["alpha"] == alpha  # JSON: every digit
+    csv = get(f"{site['base']}/{site['name']}/neurons.csv{query}")[1].decode()
+    assert repr(alpha) in csv
+    page = open_page(browser, f"{site['base']}/{site['name']}/neurons{query}")
+    cell = page.locator("td.col-alpha").first
+    text = cell.inner_text().strip()
+    assert text == format_float(alpha) and len(text) <= 5 and abs(float(text) - alpha) <= 0.0005
+    assert cell.locator("span").get_attribute("title") == repr(alpha)  # the exact value on hover
+    page.close()
+    assert format_float(0.5492571039978151) == "0.549" and format_float(1234.5) == "1230"
+    assert format_float(12.34) == "12.3" and format_float(1.0) == "1.00" and format_float(3.2e-7) == "3.2e-07"
+
+
+def test_top_images_and_similarity_pairs_show_their_pictures(site, browser):
+    page = open_page(browser, f"{site['base']}/{site['name']}/top_images?unit=0")
+    assert headers(page)[:7] == ["model", "dataset", "layer", "unit", "rank", "crop", "image_id"]
+    crops = wait_for_images(page, "td.col-crop img")
+    assert len(crops) == 12 and all(natural == 48 and shown == 48 for natural, shown, _ in crops)
+    # the crop is the top image's receptive field as the model saw it: the contact sheet's first cell, smaller
+    first = get(f"{site['base']}/-/neuron/crop.png?model=planted&dataset=data&layer=0&unit=0&rank=0&size=96")[1]
+    sheet = Image.open(io.BytesIO(get(f"{site['base']}/-/neuron/sheet.png?model=planted&dataset=data&layer=0&unit=0")[1]))
+    assert (np.asarray(Image.open(io.BytesIO(first)).convert("RGB")) == np.asarray(sheet.crop((0, 0, 96, 96)))).all()
+    page.close()
+    page = open_page(browser, f"{site['base']}/{site['name']}/similarity_pairs")
+    assert headers(page) == ["model", "dataset", "layer", "unit_a", "nf_a", "rank", "unit_b", "nf_b", "pearson",
+                             "euclidean"]
+    for column in ("nf_a", "nf_b"):
+        pictures = wait_for_images(page, f"td.col-{column} img")
+        assert pictures and all(natural > 0 and shown == 48 for natural, shown, _ in pictures)
+    units_b = page.eval_on_selector_all("td.col-unit_b", "els => els.map(e => e.innerText.trim())")
+    srcs = page.eval_on_selector_all("td.col-nf_b img", "els => els.map(e => e.getAttribute('src'))")
+    assert [urllib.parse.parse_qs(s.split("?")[1])["unit"][0] for s in srcs] == units_b
+    page.close()
+    page = open_page(browser, f"{site['base']}/{site['name']}/layer_summary")
+    assert headers(page)[:6] == ["model", "dataset", "layer_index", "layer", "channels", "mean_alpha"]
+    page.close()
+
+
+def test_descriptions_are_complete_for_the_browsed_tables(site):
+    meta = json.loads(get(f"{site['base']}/-/metadata.json")[1])["databases"][site["name"]]["tables"]
+    lite = sqlite3.connect(site["db"])
+    for table in ("neurons", "top_images", "similarity_pairs", "layer_summary"):
+        columns = [r[1] for r in lite.execute(f"PRAGMA table_info({table})")]
+        described = meta[table]["columns"]
+        assert [c for c in columns if not described.get(c)] == [], table
+        assert all(len(text) < 130 and text.count(". ") == 0 for text in described.values()), table
+    # the neurons description is whole, not cut at the line that names the @more-indexes markers
+    assert meta["neurons"]["description"].endswith("when it creates the view.")
+    assert "plugins, see README" in meta["neurons"]["description"]
 
 
 def test_canned_query_form_returns_rows(site, browser):

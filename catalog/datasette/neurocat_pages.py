@@ -1,10 +1,15 @@
-"""Datasette plugin: neuron and model pages with pictures, and links to them from table cells.
+"""Datasette plugin: the catalogue's front page, neuron and model pages with pictures, and how table
+cells show (links to those pages, 48 px pictures, floats to 3 significant digits).
 
-Loaded with ``--plugins-dir`` by `neurocat serve`; pages are the Jinja templates beside it.
+Loaded with ``--plugins-dir`` by `neurocat serve`; pages are the Jinja templates beside it. What a table
+page shows (column order, pictures added, columns left out) comes from the metadata `publish` writes
+(``plugins.neurocat`` of a table); only the HTML changes, JSON and CSV keep every column and full precision.
 """
 from __future__ import annotations
 
 import asyncio
+import base64
+import math
 from urllib.parse import urlencode
 
 from datasette import hookimpl
@@ -12,6 +17,7 @@ from datasette.utils.asgi import Response
 from markupsafe import Markup, escape
 
 from catalog import plots
+from catalog.publish import CANNED
 
 
 def _db(datasette):
@@ -28,6 +34,15 @@ def _neuron_key(request):
         return a["model"], a["dataset"], a["layer"], int(a["unit"])
     except (KeyError, ValueError):
         return None
+
+
+KEY = ("model", "dataset", "layer", "unit")
+THUMB = 48  # px: pictures in table rows
+MISSION = {"gamma": 0.9, "alpha": 0.5}  # the catalogue's question: neurons both class- and colour-selective
+
+
+def _neuron_href(model, dataset, layer, unit, page="/-/neuron") -> str:
+    return page + "?" + urlencode({"model": model, "dataset": dataset, "layer": layer, "unit": unit})
 
 
 def _png(data: bytes | None) -> Response:
@@ -115,6 +130,7 @@ async def model_page(datasette, request):
                                     "ORDER BY layer_index", list(chosen or ("", "")))
     return Response.html(await datasette.render_template("model.html", {
         "runs": runs, "chosen": chosen, "layers": layers, "figures": list(plots.FIGURES),
+        "captions": plots.FIGURE_CAPTIONS,
         "encode": lambda **kw: urlencode(kw), "database": _db(datasette).name}, request=request))
 
 
@@ -127,9 +143,69 @@ async def model_plot(datasette, request):
     return _png(await asyncio.to_thread(draw, rows))
 
 
+async def crop_png(datasette, request):
+    """One top image's receptive-field crop (?model, dataset, layer, unit, rank), ``size`` px (default 48)."""
+    key = _neuron_key(request)
+    try:
+        rank, size = int(request.args["rank"]), min(max(int(request.args.get("size", THUMB)), 8), 512)
+    except (KeyError, ValueError):
+        return _png(None)
+    rows = await _rows(datasette, "SELECT d.root, m.image_size, i.path, t.crop_top, t.crop_left, t.crop_size "
+                                  "FROM top_images t JOIN images i ON i.dataset = t.dataset AND i.image_id = t.image_id "
+                                  "JOIN models m ON m.model = t.model AND m.dataset = t.dataset "
+                                  "JOIN datasets d ON d.dataset = t.dataset WHERE t.model = ? AND t.dataset = ? "
+                                  "AND t.layer = ? AND t.unit = ? AND t.rank = ?", list(key or ("", "", "", -1)) + [rank])
+    if not rows:
+        return _png(None)
+    return _png(await asyncio.to_thread(plots.crop_png, *rows[0], cell=size))
+
+
+async def landing_page(datasette, request):
+    """The front page: models × data sets with neuron counts, the mission query ready to run for each run,
+    and each run's most colour- and class-selective neurons."""
+    db = _db(datasette)
+    runs = [dict(zip(("model", "dataset", "architecture", "n_images", "n_neurons", "color_threshold"), r))
+            for r in await _rows(datasette, "SELECT model, dataset, architecture, n_images, n_neurons, color_threshold "
+                                            "FROM models ORDER BY model, dataset", [])]
+    for run in runs:
+        key = [run["model"], run["dataset"]]
+        run["model_href"] = "/-/model?" + urlencode({"model": run["model"], "dataset": run["dataset"]})
+        run["neurons_href"] = f"/{db.name}/neurons?" + urlencode({"model": run["model"], "dataset": run["dataset"]})
+        run["layers"] = await _rows(datasette, "SELECT layer, channels FROM layers WHERE model = ? AND dataset = ? "
+                                               "ORDER BY layer_index, layer", key)
+        hits = dict(await _rows(datasette, "SELECT layer, COUNT(*) FROM neurons WHERE model = ? AND dataset = ? "
+                                           "AND gamma > ? AND alpha > ? GROUP BY layer",
+                                key + [MISSION["gamma"], MISSION["alpha"]]))
+        run["hits"] = hits
+        run["n_hits"] = sum(hits.values())
+        # ready to run on the layer with the most answers (the first layer when none has any)
+        run["mission_layer"] = max((layer for layer, _ in run["layers"]), key=lambda layer: hits.get(layer, 0),
+                                   default=None)
+        top = {}
+        for index in ("alpha", "gamma"):
+            rows = await _rows(datasette, f"SELECT layer, unit, alpha, gamma, color_name, hue FROM neurons "
+                                          f"WHERE model = ? AND dataset = ? AND {index} IS NOT NULL "
+                                          f"ORDER BY {index} DESC, layer, unit LIMIT 6", key)
+            top[index] = [dict(zip(("layer", "unit", "alpha", "gamma", "color_name", "hue"), r),
+                               href=_neuron_href(*key, r[0], r[1]), nf=_neuron_href(*key, r[0], r[1], "/-/neuron/nf.png"))
+                          for r in rows]
+        run["top"] = top
+        run["top_href"] = {index: f"/{db.name}/neurons?" + urlencode({"model": run["model"], "dataset": run["dataset"],
+                                                                      "_sort_desc": index}) for index in top}
+    models = sorted({r["model"] for r in runs})
+    datasets = sorted({r["dataset"] for r in runs})
+    grid = {(r["model"], r["dataset"]): r for r in runs}
+    return Response.html(await datasette.render_template("landing.html", {
+        "runs": runs, "models": models, "datasets": datasets, "grid": grid, "database": db.name,
+        "mission": MISSION, "mission_sql": CANNED["selective_neurons"]["sql"], "fmt": format_float},
+        request=request))
+
+
 @hookimpl
 def register_routes():
     return [
+        (r"^/$", landing_page),
+        (r"^/-/neuron/crop\.png$", crop_png),
         (r"^/-/neuron$", neuron_page),
         (r"^/-/neuron/nf\.png$", nf_png),
         (r"^/-/neuron/sheet\.png$", sheet_png),
@@ -140,14 +216,112 @@ def register_routes():
     ]
 
 
+def format_float(value: float) -> str:
+    """3 significant digits, without an exponent between 1e-4 and 1e6: 0.549, 12.3, 1230, 0.00123."""
+    if not math.isfinite(value):
+        return str(value)
+    if value == 0:
+        return "0"
+    rounded = float(f"{value:.3g}")
+    if not 1e-4 <= abs(rounded) < 1e6:
+        return f"{rounded:.3g}"
+    decimals = max(0, 2 - math.floor(math.log10(abs(rounded))))
+    return f"{rounded:.{decimals}f}"
+
+
+# Tables and views whose nf_png is the NF of the row's (model, dataset, layer, unit): their thumbnails
+# are fetched (and cached) from /-/neuron/nf.png; elsewhere (a user's SQL) the picture is inlined.
+NF_BY_KEY = ("neurons", "units", "color_selective_neurons")
+
+
+def _thumbnail(src: str, alt: str) -> Markup:
+    return Markup(f'<img class="thumb" src="{escape(src)}" width="{THUMB}" height="{THUMB}" alt="{escape(alt)}" '
+                  f'style="image-rendering: pixelated; object-fit: contain">')
+
+
+def _keys(row) -> list:
+    return list(row.keys()) if hasattr(row, "keys") else []
+
+
 @hookimpl
 def render_cell(row, value, column, table, database, datasette):
-    """A neuron's unit number links to its page wherever a row names model, dataset and layer."""
-    if column not in ("unit", "unit_b", "critical_unit") or value is None:
+    """A neuron's unit number links to its page wherever a row names model, dataset and layer; PNGs show
+    at 48 px; floats show 3 significant digits (the exact value in the tooltip; JSON and CSV keep it)."""
+    if value is None:
         return None
-    keys = row.keys() if hasattr(row, "keys") else []
-    if not all(k in keys for k in ("model", "dataset", "layer")):
+    keys = _keys(row)
+    if column in ("unit", "unit_a", "unit_b", "critical_unit"):
+        if not all(k in keys for k in ("model", "dataset", "layer")):
+            return None
+        return Markup(f'<a href="{escape(_neuron_href(row["model"], row["dataset"], row["layer"], value))}">'
+                      f'{escape(value)}</a>')
+    if column == "layer" and table == "layer_summary" and all(k in keys for k in ("model", "dataset")):
+        href = f"/{database}/neurons?" + urlencode({"model": row["model"], "dataset": row["dataset"], "layer": value})
+        return Markup(f'<a href="{escape(href)}">{escape(value)}</a>')
+    if isinstance(value, bytes) and value.startswith(b"\x89PNG\r\n\x1a\n"):
+        if column == "nf_png" and table in NF_BY_KEY and all(k in keys for k in KEY):
+            return _thumbnail(_neuron_href(*(row[k] for k in KEY), page="/-/neuron/nf.png"), "Neuron Feature")
+        return _thumbnail("data:image/png;base64," + base64.b64encode(value).decode(), column)
+    if isinstance(value, float):
+        return Markup(f'<span class="float" title="{value!r}">{format_float(value)}</span>')
+    return None
+
+
+# Pictures a table page adds beside its columns (HTML only): name -> the row's cells -> an <img> or None.
+def _crop_cell(raw):
+    if all(raw.get(k) is not None for k in KEY + ("rank",)):
+        return _thumbnail("/-/neuron/crop.png?" + urlencode({**{k: raw[k] for k in KEY}, "rank": raw["rank"]}),
+                          "top image crop")
+    return None
+
+
+def _nf_cell(unit_column):
+    def cell(raw):
+        if all(raw.get(k) is not None for k in ("model", "dataset", "layer", unit_column)):
+            return _thumbnail(_neuron_href(raw["model"], raw["dataset"], raw["layer"], raw[unit_column],
+                                           page="/-/neuron/nf.png"), f"Neuron Feature of {unit_column}")
         return None
-    href = "/-/neuron?" + urlencode({"model": row["model"], "dataset": row["dataset"], "layer": row["layer"],
-                                     "unit": value})
-    return Markup(f'<a href="{escape(href)}">{escape(value)}</a>')
+    return cell
+
+
+PICTURES = {"crop": _crop_cell, "nf_a": _nf_cell("unit_a"), "nf_b": _nf_cell("unit_b")}
+
+
+def arrange(config: dict | None, columns: list[dict], rows) -> tuple[list[dict], list[list[dict]]]:
+    """A table page's columns and rows as ``config`` (``columns``: order, ``hidden``) says: listed columns
+    first, in that order, pictures of PICTURES added where listed, the rest after, hidden ones left out."""
+    if not config:
+        return columns, [list(row) for row in rows]
+    hidden = set(config.get("hidden", ()))
+    by_name = {c["name"]: c for c in columns if c["name"] not in hidden}
+    order = [n for n in config.get("columns", ()) if n in by_name or n in PICTURES]
+    order += [n for n in by_name if n not in order]
+    descriptions = config.get("descriptions", {})
+    out_columns = [by_name.get(n) or {"name": n, "sortable": False, "is_pk": False, "type": "", "notnull": 0,
+                                      "description": descriptions.get(n)} for n in order]
+    out_rows = []
+    for row in rows:
+        cells = {c["column"]: c for c in row}
+        raw = {name: c["raw"] for name, c in cells.items()}
+        out = []
+        for n in order:
+            if n in by_name:
+                out.append(cells.get(n) or {"column": n, "value": "", "raw": None, "value_type": "none"})
+            else:
+                picture = PICTURES[n](raw)
+                out.append({"column": n, "value": picture or Markup("&nbsp;"), "raw": None,
+                            "value_type": "picture" if picture else "none"})
+        out_rows.append(out)
+    return out_columns, out_rows
+
+
+@hookimpl
+def extra_template_vars(template, database, table, view_name, datasette):
+    """``neurocat_arrange(display_columns, display_rows)`` for _table.html: the table's display settings."""
+    if view_name != "table" or not table:
+        return {}
+    config = datasette.plugin_config("neurocat", database=database, table=table)
+    if config:
+        described = (datasette.table_metadata(database, table) or {}).get("columns") or {}
+        config = {**config, "descriptions": described}
+    return {"neurocat_arrange": lambda columns, rows: arrange(config, columns, rows)}

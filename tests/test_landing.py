@@ -1,0 +1,116 @@
+"""The catalogue's front page (/) in a real Datasette, opened in Debian's Chromium via Playwright.
+
+Two models on two data sets, one pair missing: "planted" on `shapes` (its red channel is colour- and
+class-selective) and on `nored` (no red image: that channel is dead), "twin" on `shapes` only. Whatever the
+page shows for a run must be what DuckDB says for that (model, dataset).
+"""
+import json
+import re
+import shutil
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+import catalog
+from catalog.site import prepare, running
+from tests.test_site import CHROMIUM, browser, get, open_page, wait_for_images  # noqa: F401 - browser is a fixture
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+RUNS = [("planted", "nored"), ("planted", "shapes"), ("twin", "shapes")]
+MISSION_SQL = ("SELECT unit FROM neurons WHERE model = ? AND dataset = ? AND layer = ? AND gamma > 0.9 AND alpha > 0.5 "
+               "ORDER BY gamma DESC, alpha DESC")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    from ingest.data import open_images
+    from ingest.models import LoadedModel
+    from ingest.pipeline import IngestOptions, ingest
+    from tests.conftest import planted_images
+    from tests.planted import planted
+
+    tmp = tmp_path_factory.mktemp("landing")
+    shapes = planted_images(tmp / "shapes")
+    nored = planted_images(tmp / "nored", seed=1)
+    shutil.rmtree(nored / "red")
+    model = LoadedModel(planted().eval(), "planted", "callable", None, (0.0,) * 3, (1.0,) * 3)
+    opts = IngestOptions(image_size=32, batch_size=8, workers=0, progress=False, device="cpu", top_n=8)
+    path = tmp / "c.duckdb"
+    for name, folder in (("planted", shapes), ("planted", nored), ("twin", shapes)):
+        ingest(model, open_images(folder), path, name, ["0"], opts)
+    db, metadata, _ = prepare(path)
+    with running(db, metadata, timeout=60) as base:
+        yield {"base": base, "path": path, "name": db.stem}
+
+
+def duck(site, sql, params=()):
+    with catalog.open(site["path"], read_only=True) as cat:
+        return cat.rows(sql, list(params))
+
+
+def test_models_by_data_sets_with_neuron_counts(site):
+    html = get(site["base"] + "/")[1].decode()
+    cells = re.findall(r'<a class="run-link" href="([^"]+)" data-model="([^"]+)" data-dataset="([^"]+)">([\d,]+) neurons</a>',
+                       html)
+    counts = dict(((m, d), n) for m, d, n in duck(site, "SELECT model, dataset, n_neurons FROM models"))
+    assert sorted((m, d) for _, m, d, _ in cells) == RUNS
+    for href, model, dataset, n in cells:
+        assert int(n.replace(",", "")) == counts[(model, dataset)]
+        assert urllib.parse.parse_qs(href.replace("&amp;", "&").split("?")[1]) == {"model": [model], "dataset": [dataset]}
+    grid = re.search(r'<table class="runs" id="runs">(.*?)</table>', html, re.S).group(1)
+    assert grid.count("<td>–</td>") == 1  # twin was never ingested on nored
+    assert site["name"] in json.loads(get(site["base"] + "/.json")[1])  # Datasette's own index stays at /.json
+
+
+def test_mission_query_from_the_landing_page_returns_duckdbs_rows(site, browser):  # noqa: F811
+    answers = {}
+    for model, dataset in RUNS:
+        page = open_page(browser, site["base"] + "/")
+        section = page.locator(f"section.run[data-model='{model}'][data-dataset='{dataset}']")
+        assert section.count() == 1
+        form = section.locator("form.mission")
+        layer = form.locator("select[name=layer]").input_value()
+        assert form.locator("input[name=gamma]").input_value() == "0.9"
+        assert form.locator("input[name=alpha]").input_value() == "0.5"
+        # the count beside each layer is DuckDB's, and the form opens on the layer with the most answers
+        hits = dict(duck(site, "SELECT layer, COUNT(*) FROM neurons WHERE model = ? AND dataset = ? AND gamma > 0.9 "
+                               "AND alpha > 0.5 GROUP BY layer", [model, dataset]))
+        shown = form.locator("option").evaluate_all("els => els.map(e => [e.value, Number(e.dataset.hits)])")
+        assert {k: v for k, v in shown if v} == hits
+        assert hits.get(layer, 0) == max([0, *hits.values()])
+        form.locator("input[type=submit]").click()
+        page.wait_for_load_state()
+        query = urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)
+        assert query["model"] == [model] and query["dataset"] == [dataset] and query["layer"] == [layer]
+        units = page.eval_on_selector_all("table.rows-and-columns td.col-unit", "els => els.map(e => Number(e.innerText))")
+        expected = [u for (u,) in duck(site, MISSION_SQL, [model, dataset, layer])]
+        assert units == expected, (model, dataset)
+        answers[(model, dataset)] = units
+        page.close()
+    assert answers[("planted", "shapes")] and answers[("planted", "nored")] == []  # the red channel, alive only on shapes
+
+
+def test_most_selective_neurons_link_to_their_pages(site, browser):  # noqa: F811
+    page = open_page(browser, site["base"] + "/")
+    for model, dataset in RUNS:
+        section = page.locator(f"section.run[data-model='{model}'][data-dataset='{dataset}']")
+        for index in ("alpha", "gamma"):
+            links = section.locator(f".top-{index} figcaption a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+            keys = [urllib.parse.parse_qs(h.split("?")[1]) for h in links]
+            expected = duck(site, f"SELECT layer, unit FROM neurons WHERE model = ? AND dataset = ? AND {index} IS NOT NULL "
+                                  f"ORDER BY {index} DESC, layer, unit LIMIT 6", [model, dataset])
+            assert [(k["layer"][0], int(k["unit"][0])) for k in keys] == expected, (model, dataset, index)
+            assert all(k["model"] == [model] and k["dataset"] == [dataset] for k in keys)
+            more = section.locator(f"h3 a[href*='_sort_desc={index}']").get_attribute("href")
+            assert f"dataset={dataset}" in more and f"model={model}" in more
+    pictures = wait_for_images(page, "section.run img")
+    assert pictures and all(natural > 0 for natural, _, _ in pictures)
+    page.locator("section.run[data-model='planted'][data-dataset='shapes'] .top-alpha figcaption a").first.click()
+    page.wait_for_load_state()
+    assert "dataset=shapes" in page.url and "planted" in page.inner_text("h1")
+    page.goto(site["base"] + "/")
+    page.locator("a.run-link[data-model='planted'][data-dataset='nored']").click()
+    page.wait_for_load_state()
+    assert "planted" in page.inner_text("h1") and "on nored" in page.inner_text("h1")
+    page.close()
