@@ -78,8 +78,8 @@ def selectivity_bins_figure(rows):
         ax.legend(handles[::-1], labels[::-1], title=f"{'α' if index == 'alpha' else 'γ'} bin", fontsize=7,
                   title_fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
     line = [share[layer] if share[layer] is not None else np.nan for layer in layers]
-    axes[0].plot(range(n), line, color="black", marker="o" if n <= 24 else None, markersize=3, linewidth=1.5,
-                 label="colour-selective share", gid="color_share")
+    axes[0].plot(range(n), line, color="black", marker="o" if n <= 24 else None, markersize=5, linewidth=1.5,
+                 markeredgecolor="white", label="colour-selective share", gid="color_share")
     axes[0].annotate("— colour-selective share\n   (α ≥ threshold, of all neurons)", xy=(1.01, 0.02),
                      xycoords="axes fraction", fontsize=7, va="bottom")
     _layer_axis(axes[1], layers)

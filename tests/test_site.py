@@ -125,6 +125,12 @@ def test_table_page_shows_nf_thumbnails(site, browser):
         assert natural in sizes and shown == 48 and right < 1280  # the stored NF, shown at 48 px, on screen
     row_heights = page.eval_on_selector_all("table.rows-and-columns tbody tr", "els => els.map(e => e.offsetHeight)")
     assert max(row_heights) < 70
+    # the rows start on the first screen: thirty column descriptions are folded away (and on each header)
+    assert page.eval_on_selector("table.rows-and-columns tbody tr", "e => e.getBoundingClientRect().top") < 900
+    assert not page.locator("dl.column-descriptions").is_visible()
+    page.click("details.neurocat-columns summary")
+    assert "colour selectivity α" in page.inner_text("details.neurocat-columns")
+    assert page.get_attribute("th[data-column=gamma]", "title").startswith("class selectivity γ")
     link = page.locator("td a[href^='/-/neuron?']").first
     assert link.count() == 1
     # rows in model order by default: layer by layer, unit by unit
