@@ -111,6 +111,12 @@ def ingest(
     decode: str = typer.Option("auto", "--decode", help="JPEG decoding: gpu (torchvision on the device, nvJPEG on "
                                                         "CUDA; loader workers only read files), cpu (PIL in the "
                                                         "workers), or auto (gpu when the device is CUDA)."),
+    indexes: Optional[list[str]] = typer.Option(None, "--indexes", help="Opt-in indexes computed after the load: "
+                                                "orientation and/or symmetry (comma-separated; docs/science.md §21)."),
+    rotation_top_n: int = typer.Option(20, "--rotation-top-n", help="With --indexes: top images per neuron whose "
+                                                                     "fields are rotated / mirrored."),
+    rotation_step: int = typer.Option(15, "--rotation-step", help="With --indexes orientation: rotations of step, "
+                                                                   "2·step, … degrees (must divide 360, at most 120)."),
     quiet: bool = QUIET,
 ):
     """Index a model's neurons on a labelled image set: top-N images, crops, NF, α, γ, and the cheap
@@ -129,6 +135,10 @@ def ingest(
                                 gpus_per_worker=gpus_per_worker, autocast=autocast, channels_last=channels_last,
                                 decode=decode, self_activation=self_activation, progress=not quiet)
         options.resolved_device()  # --device cuda without CUDA
+        if indexes:
+            from .invariance import check_settings
+
+            kinds = check_settings(_split(indexes), rotation_step, rotation_top_n)
         if shard and out is None:
             raise UsageError("--shard needs --out FOLDER for the shard's state")
         with warnings.catch_warnings(record=True) as caught:
@@ -157,6 +167,15 @@ def ingest(
             with cat_lib.open(catalog) as cat:
                 analyze_ica(cat, summary.model, summary.dataset, device=str(options.resolved_device()),
                             progress=not quiet)
+        if indexes:
+            import catalog as cat_lib
+
+            from .invariance import analyze_invariance
+
+            with cat_lib.open(catalog) as cat:
+                analyze_invariance(cat, summary.model, kinds, summary.dataset, top_n=rotation_top_n,
+                                   step=rotation_step, network=loaded, device=str(options.resolved_device()),
+                                   batch_size=batch_size, progress=not quiet)
     except UsageError as exc:
         _fail(exc)
     except duckdb.IOException as exc:  # typically: another process holds the catalogue open

@@ -350,3 +350,34 @@ def test_layer_without_receptive_field_is_refused(kernel_catalogue, tmp_path):
     assert "no receptive-field information" in result.output and len(result.output.strip().splitlines()) == 1
     with catalog.open(copy, read_only=True) as cat:
         assert cat.rows("SELECT count(*) FROM symmetry_axes") == held
+
+
+# -- the ingest opt-in -----------------------------------------------------------------------------
+
+
+def test_ingest_indexes_opt_in(tmp_path):
+    data = kernel_images(tmp_path / "data", per_class=3)
+    path = tmp_path / "c.duckdb"
+    args = ["ingest", "--model", "tests.test_invariance:kernel_net", "--data", str(data), "--image-size", str(SIZE),
+            "--top-n", "3", "--workers", "0", "--device", "cpu", "--catalog", str(path), "--no-self-activation",
+            "--quiet", "--indexes", "orientation,symmetry", "--rotation-step", "90"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    with catalog.open(path, read_only=True) as cat:
+        assert cat.rows("SELECT count(*) FROM orientation_tuning") == [(4 * 4,)]   # 0, 90, 180, 270
+        assert cat.rows("SELECT count(*) FROM symmetry_axes") == [(4 * 4,)]
+        assert cat.rows("SELECT orientation_index FROM neurons WHERE unit = ?", [BLOB])[0][0] == pytest.approx(0, abs=1e-6)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--indexes", "colour"], "--indexes takes orientation and/or symmetry"),
+    (["--indexes", "orientation", "--rotation-step", "7"], "--rotation-step must divide 360"),
+    (["--indexes", "symmetry", "--rotation-top-n", "0"], "--rotation-top-n must be at least 1"),
+])
+def test_ingest_bad_index_settings_write_nothing(tmp_path, extra, message):
+    path = tmp_path / "c.duckdb"
+    result = CliRunner().invoke(app, ["ingest", "--model", "tests.test_invariance:kernel_net", "--data",
+                                      str(tmp_path / "nowhere"), "--catalog", str(path), *extra])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert not path.exists()
