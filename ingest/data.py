@@ -6,20 +6,19 @@ not depend on read order, worker count or batch size.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
+
+from catalog.images import BACKGROUND, model_view as catalog_model_view, read_rgb  # noqa: F401 - read_rgb: ingest's decoder
 
 from .errors import UsageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-# Transparent pixels are composited on neutral gray: it adds no colour and no extreme intensity.
-BACKGROUND = (128, 128, 128)
 
 
 @dataclass
@@ -189,43 +188,10 @@ def _manifest(path: Path, name: str | None) -> LabelledImages:
                           [rows["label"][i] or "" for i in keep], extra, problems)
 
 
-def read_rgb(path: Path, size: int | None = None) -> Image.Image:
-    """Decode any still image to 8-bit RGB: alpha composited, 16-bit rescaled, CMYK converted.
-
-    With ``size``, a JPEG at least twice as large is decoded at a reduced scale by libjpeg (in the
-    DCT domain, a power of two) that keeps its shorter side >= ``size``; the exact resize follows.
-    """
-    with Image.open(path) as im:
-        if size and im.format == "JPEG" and min(im.size) >= 2 * size:
-            scale = size / min(im.size)
-            im.draft("RGB", (math.ceil(im.size[0] * scale), math.ceil(im.size[1] * scale)))
-        im = ImageOps.exif_transpose(im)
-        im.load()
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        a = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
-        if im.mode == "F" and a.max() <= 1.0:
-            top = 1.0
-        im = Image.fromarray(np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-    if im.mode == "P" and "transparency" in im.info:
-        im = im.convert("RGBA")
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        im = im.convert("RGBA")
-        canvas = Image.new("RGBA", im.size, BACKGROUND + (255,))
-        im = Image.alpha_composite(canvas, im)
-    return im.convert("RGB")
-
-
 def model_view(im: Image.Image, size: int) -> torch.Tensor:
-    """The image as the model sees it: shorter side resized to ``size``, centre crop; uint8 (3, size, size)."""
-    w, h = im.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    if (nw, nh) != (w, h):
-        im = im.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=None)
-    left, top = (nw - size) // 2, (nh - size) // 2
-    im = im.crop((left, top, left + size, top + size))
-    return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)  # host: decoded in loader workers
+    """The image as the model sees it (``catalog.images.model_view``), uint8 (3, size, size)."""
+    view = catalog_model_view(im, size)
+    return torch.from_numpy(np.asarray(view, dtype=np.uint8).copy()).permute(2, 0, 1)  # host: decoded in loader workers
 
 
 DECODERS = ("auto", "cpu", "gpu")
