@@ -250,6 +250,9 @@ CREATE TABLE IF NOT EXISTS label_selectivity (
     m INTEGER,                       -- M: labels needed to cover th of the weight
     top_label VARCHAR,               -- the label with the largest f
     top_frequency DOUBLE,            -- its f
+    gamma_null_mean DOUBLE,          -- mean γ when the top images' values are redrawn from the column's own value frequencies (docs/science.md §22); NULL without γ or with --gamma-null-draws 0
+    gamma_p DOUBLE,                  -- Monte Carlo p-value of γ under that null: (1 + draws with γ at least this one) / (1 + draws)
+    gamma_excess DOUBLE,             -- (gamma - gamma_null_mean) / (1 - gamma_null_mean): 0 at chance, 1 at a single value; NULL when the null mean is 1
     PRIMARY KEY (model, dataset, layer, unit, label_set)
 );
 

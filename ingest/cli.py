@@ -111,6 +111,10 @@ def ingest(
     decode: str = typer.Option("auto", "--decode", help="JPEG decoding: gpu (torchvision on the device, nvJPEG on "
                                                         "CUDA; loader workers only read files), cpu (PIL in the "
                                                         "workers), or auto (gpu when the device is CUDA)."),
+    gamma_null_draws: int = typer.Option(1000, "--gamma-null-draws", help="Monte Carlo draws of γ's class-prior "
+                                         "null: gamma_p, gamma_null_mean, gamma_excess (0: off)."),
+    bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples of each neuron's top images for "
+                                                           "the 95 % intervals alpha_lo/hi, gamma_lo/hi (0: off)."),
     indexes: Optional[list[str]] = typer.Option(None, "--indexes", help="Opt-in indexes computed after the load: "
                                                 "orientation and/or symmetry (comma-separated; docs/science.md §21)."),
     rotation_top_n: int = typer.Option(20, "--rotation-top-n", help="With --indexes: top images per neuron whose "
@@ -133,7 +137,8 @@ def ingest(
                                 similarity_k=None if similarity_full else similarity_k,
                                 checkpoint_every=checkpoint_every, engine=engine, address=address,
                                 gpus_per_worker=gpus_per_worker, autocast=autocast, channels_last=channels_last,
-                                decode=decode, self_activation=self_activation, progress=not quiet)
+                                decode=decode, self_activation=self_activation,
+                                gamma_null_draws=gamma_null_draws, bootstrap=bootstrap, progress=not quiet)
         options.resolved_device()  # --device cuda without CUDA
         if indexes:
             from .invariance import check_settings

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .receptive_field import ReceptiveField
+from .significance import shrink_crops
 
 
 @dataclass
@@ -49,7 +50,7 @@ def plan_crops(layer: str, rf: ReceptiveField, out_width: int, values: torch.Ten
 class NeuronFeatureAccumulator:
     """Σ w·crop, Σ crop, Σ crop² and the weights, per neuron of one layer."""
 
-    def __init__(self, plan: CropPlan, device):
+    def __init__(self, plan: CropPlan, device, sample_side: int = 0):
         s = plan.nf_size
         self.plan = plan
         self.weighted = torch.zeros(plan.channels, 3, s, s, device=device)
@@ -57,6 +58,12 @@ class NeuronFeatureAccumulator:
         self.squares = torch.zeros_like(self.weighted)
         self.weight = torch.zeros(plan.channels, device=device)
         self.n_used = torch.zeros(plan.channels, dtype=torch.int64, device=device)
+        # With sample_side > 0 every NF crop is also kept, shrunk to that side in 8 bits, for the
+        # bootstrap of α (docs/science.md §22).
+        side = min(sample_side, s)
+        self.samples = (torch.zeros(len(plan.units), 3, side, side, dtype=torch.uint8, device=device)
+                        if sample_side > 0 else None)
+        self.sampled = torch.zeros(len(plan.units), dtype=torch.bool, device=device)  # crops actually cut
 
     def add(self, batch: torch.Tensor, batch_ids: torch.Tensor, fill: torch.Tensor) -> None:
         """Accumulate every planned crop whose image is in ``batch``."""
@@ -69,6 +76,9 @@ class NeuronFeatureAccumulator:
             self.squares.index_add_(0, units, crops * crops)
             self.weight.index_add_(0, units, w)
             self.n_used.index_add_(0, units, torch.ones_like(units))
+            if self.samples is not None:
+                self.samples[idx.to(crops.device)] = shrink_crops(crops, self.samples.shape[-1])
+                self.sampled[idx.to(crops.device)] = True
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(NF (C, 3, s, s), σ (C, s, s) mean over channels, n_used (C,)); NF is 0 where no crop was used."""
@@ -77,6 +87,24 @@ class NeuronFeatureAccumulator:
         mean = self.total / n
         sigma = (self.squares / n - mean * mean).clamp(min=0).sqrt().mean(1)
         return nf.clamp(0, 1), sigma, self.n_used
+
+    def crop_samples(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(crops (C, n, 3, r, r) uint8, their w (C, n)): each neuron's kept NF crops first, in plan
+        order, zeros after its ``n_used``; None when crops are not kept."""
+        if self.samples is None:
+            return None
+        device = self.samples.device
+        units = self.plan.units.to(device)
+        order = torch.argsort(units, stable=True)
+        order = order[self.sampled[order]]             # an image unreadable now left no crop
+        ranked = units[order]
+        slot = torch.arange(len(ranked), device=device) - torch.searchsorted(ranked, ranked)
+        n = int(self.n_used.max()) if len(ranked) else 0
+        crops = torch.zeros(self.plan.channels, n, *self.samples.shape[1:], dtype=torch.uint8, device=device)
+        weights = torch.zeros(self.plan.channels, n, device=device)
+        crops[ranked, slot] = self.samples[order]
+        weights[ranked, slot] = self.plan.weights.to(device)[order]
+        return crops, weights
 
 
 def in_batch(p: CropPlan, batch_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

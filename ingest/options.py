@@ -35,6 +35,8 @@ class IngestOptions:
     engine: str = "local"                # local | ray
     address: str | None = None           # Ray cluster address (engine ray); default a local one
     gpus_per_worker: float = 0.0         # engine ray: GPUs per model actor
+    gamma_null_draws: int = 1000         # Monte Carlo draws of γ's class-prior null (docs/science.md §22; 0: off)
+    bootstrap: int = 200                 # bootstrap resamples for the intervals of α and γ (docs/science.md §22; 0: off)
     progress: bool = True
 
     def __post_init__(self):
@@ -44,6 +46,11 @@ class IngestOptions:
             raise UsageError(f"--decode must be one of {', '.join(DECODERS)}, not {self.decode!r}")
         if self.autocast not in (None, "bfloat16", "float16"):
             raise UsageError(f"--autocast must be bfloat16 or float16, not {self.autocast!r}")
+        for option, value in (("--gamma-null-draws", self.gamma_null_draws), ("--bootstrap", self.bootstrap)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise UsageError(f"{option} must be a whole number, 0 (off) or more, not {value!r}")
+        if self.bootstrap == 1:
+            raise UsageError("--bootstrap needs at least 2 resamples for an interval (0: off)")
 
     def resolved_device(self) -> torch.device:
         return default_device(self.device)

@@ -17,6 +17,7 @@ from .data import LabelledImages
 from .labels import hierarchy_rows
 from .receptive_field import ReceptiveField
 from .selectivity import class_selectivity, color_name, color_selectivity, curve_area
+from .significance import alpha_interval, gamma_interval, gamma_null
 from .top_images import LayerFeatures
 
 
@@ -96,6 +97,7 @@ def layer_tables(model: str, dataset: str, r: LayerResult, label_ids: np.ndarray
     layer_data = indexes.LayerData(model, r.name, nf_u8.astype(np.float64) / 255, has_nf,
                                    np.where(valid[:, 0], a_max, np.nan), rel, labels, classes)
     per_unit.update(indexes.compute(plugins, layer_data, strict=False))
+    per_unit.update(_significance(r, rel, labels, label_ids, gamma.gamma, alpha, has_nf, options))
     out["neuron_indexes"] = _per_unit_indexes(model, dataset, r.name, per_unit)
 
     uu, rr = np.nonzero(valid)
@@ -119,11 +121,17 @@ def layer_tables(model: str, dataset: str, r: LayerResult, label_ids: np.ndarray
         sel = class_selectivity(rel, set_labels, len(names), options.gamma_th)
         top = sel.frequency.argmax(1)
         live = sel.m > 0
+        draws = getattr(options, "gamma_null_draws", 0)
+        null = (gamma_null(rel, set_labels, per_image, draws, options.gamma_th, key=(r.name, "label", label_set))
+                if draws else None)
+        none = np.full(c, np.nan)
         selectivity.append(pa.table({
             **_key(model, dataset, r.name, c), "unit": units, "label_set": [label_set] * c, "gamma": sel.gamma,
             "m": pa.array(np.where(live, sel.m, 0).astype(np.int64), pa.int64(), mask=~live),
             "top_label": [names[t] if ok else None for t, ok in zip(top, live)],
-            "top_frequency": np.where(live, sel.frequency[units, top], np.nan)}))
+            "top_frequency": np.where(live, sel.frequency[units, top], np.nan),
+            "gamma_null_mean": none if null is None else null.mean, "gamma_p": none if null is None else null.p,
+            "gamma_excess": none if null is None else null.excess}))
         lu, ll = np.nonzero(sel.count)
         frequencies.append(pa.table({
             **_key(model, dataset, r.name, len(lu)), "unit": lu, "label_set": [label_set] * len(lu),
@@ -131,6 +139,25 @@ def layer_tables(model: str, dataset: str, r: LayerResult, label_ids: np.ndarray
     if label_sets:
         out["label_selectivity"] = pa.concat_tables(selectivity)
         out["label_frequencies"] = pa.concat_tables(frequencies)
+    return out
+
+
+def _significance(r: LayerResult, rel: np.ndarray, labels: np.ndarray, label_ids: np.ndarray, gamma: np.ndarray,
+                  alpha: np.ndarray, has_nf: np.ndarray, options) -> dict[str, np.ndarray]:
+    """γ's class-prior null and the bootstrap intervals of γ and α (docs/science.md §22), as index rows."""
+    out = {}
+    draws, resamples = getattr(options, "gamma_null_draws", 0), getattr(options, "bootstrap", 0)
+    if draws:
+        null = gamma_null(rel, labels, label_ids, draws, options.gamma_th, key=(r.name, "class"))
+        out.update(gamma_null_mean=null.mean, gamma_p=null.p, gamma_excess=null.excess)
+    if resamples:
+        out["gamma_lo"], out["gamma_hi"] = gamma_interval(rel, labels, gamma, resamples, options.gamma_th,
+                                                          key=(r.name, "class"))
+        f = r.features
+        if f.samples is not None:
+            lo, hi = alpha_interval(f.samples, f.sample_weights, f.n_used.cpu().numpy(), alpha, resamples,
+                                    key=(r.name,))
+            out["alpha_lo"], out["alpha_hi"] = np.where(has_nf, lo, np.nan), np.where(has_nf, hi, np.nan)
     return out
 
 

@@ -15,6 +15,7 @@ from .neuron_feature import ColorDrop, NeuronFeatureAccumulator, plan_crops
 from .receptive_field import ReceptiveField
 from .record import ScanState
 from .self_activation import nf_self_activation
+from .significance import SAMPLE_SIDE
 
 
 @dataclass
@@ -27,6 +28,8 @@ class LayerFeatures:
     nf_size: int
     color_drop: torch.Tensor  # (C,) NaN where no crop was used
     self_activation: np.ndarray | None = None  # (C,) NaN where there is no NF
+    samples: torch.Tensor | None = None         # (C, n, 3, r, r) uint8 NF crops kept for the bootstrap of α
+    sample_weights: torch.Tensor | None = None  # (C, n) their w; zeros after each neuron's n_used
 
 
 def neuron_features(network: Network, images: LabelledImages, state: ScanState, fields: dict[str, ReceptiveField],
@@ -39,7 +42,8 @@ def neuron_features(network: Network, images: LabelledImages, state: ScanState, 
         top = tops.result()
         plans.append(plan_crops(name, fields[name], tops.shape[2], top.values, top.image_ids, top.positions,
                                 options.min_rel, options.nf_ranks, options.nf_size))
-    accumulators = [NeuronFeatureAccumulator(p, device) for p in plans]
+    side = SAMPLE_SIDE if getattr(options, "bootstrap", 0) else 0  # crops kept for the bootstrap of α
+    accumulators = [NeuronFeatureAccumulator(p, device, side) for p in plans]
     drops = {p.layer: ColorDrop(p, state[f"top:{p.layer}"].result().values[:, 0].clamp(min=0), device) for p in plans}
     needed = sorted(set(torch.cat([p.image_ids for p in plans]).tolist())) if plans else []
     fill = state.mean_colour(options.image_size).to(device)
@@ -56,7 +60,9 @@ def neuron_features(network: Network, images: LabelledImages, state: ScanState, 
     out = {}
     for acc in accumulators:
         nf, sigma, n_used = acc.result()
-        out[acc.plan.layer] = LayerFeatures(nf, sigma, n_used, acc.plan.nf_size, drops[acc.plan.layer].result())
+        samples, sample_weights = acc.crop_samples() or (None, None)
+        out[acc.plan.layer] = LayerFeatures(nf, sigma, n_used, acc.plan.nf_size, drops[acc.plan.layer].result(),
+                                            samples=samples, sample_weights=sample_weights)
     return out, errors
 
 

@@ -7,6 +7,7 @@ SELECT
     ix.sparsity, ix.flatness, ix.mf_degree, ix.mf_zscore, ix.mf_pvalue,
     ix.color_drop,
     ix.orientation_index, ix.preferred_angle, ix.orientation_selectivity, ix.symmetry_index,
+    ix.gamma_null_mean, ix.gamma_p, ix.gamma_excess, ix.gamma_lo, ix.gamma_hi, ix.alpha_lo, ix.alpha_hi,
     -- @more-indexes: columns
     CASE WHEN ix.mf_zscore > 0 THEN 'multi-faceted' WHEN ix.mf_zscore <= 0 THEN 'single-faceted' END AS faceted,
     u.hue, u.color_name, u.gamma_m, u.a_max, u.dead, u.n_top, u.nf_n_used, u.alpha_method, u.nf_png
@@ -26,7 +27,14 @@ LEFT JOIN (
         MAX(CASE WHEN "index" = 'orientation_index' THEN value END) AS orientation_index,
         MAX(CASE WHEN "index" = 'preferred_angle' THEN value END) AS preferred_angle,
         MAX(CASE WHEN "index" = 'orientation_selectivity' THEN value END) AS orientation_selectivity,
-        MAX(CASE WHEN "index" = 'symmetry_index' THEN value END) AS symmetry_index
+        MAX(CASE WHEN "index" = 'symmetry_index' THEN value END) AS symmetry_index,
+        MAX(CASE WHEN "index" = 'gamma_null_mean' THEN value END) AS gamma_null_mean,
+        MAX(CASE WHEN "index" = 'gamma_p' THEN value END) AS gamma_p,
+        MAX(CASE WHEN "index" = 'gamma_excess' THEN value END) AS gamma_excess,
+        MAX(CASE WHEN "index" = 'gamma_lo' THEN value END) AS gamma_lo,
+        MAX(CASE WHEN "index" = 'gamma_hi' THEN value END) AS gamma_hi,
+        MAX(CASE WHEN "index" = 'alpha_lo' THEN value END) AS alpha_lo,
+        MAX(CASE WHEN "index" = 'alpha_hi' THEN value END) AS alpha_hi
         -- @more-indexes: pivot
     FROM neuron_indexes
     GROUP BY model, dataset, layer, unit

@@ -83,3 +83,9 @@ def test_mission_query_as_written(both):
     cat, _ = both
     rows = cat.df("SELECT model, layer, unit FROM neurons WHERE layer = '0' AND gamma > 0.9 AND alpha > 0.5")
     assert sorted(rows.unit.tolist()) == [0, 0]  # the red detector, in both models
+    # With the evidence (docs/science.md §22): γ beyond the class prior, α's whole interval above 0.5.
+    sure = cat.df("SELECT model, layer, unit FROM neurons WHERE layer = '0' AND gamma > 0.9 AND gamma_p < 0.01 "
+                  "AND alpha_lo > 0.5")
+    assert sorted(sure.unit.tolist()) == [0, 0]
+    listed = cat.df("SELECT model, unit FROM significant_class_neurons WHERE layer = '0' ORDER BY model")
+    assert listed.values.tolist() == [["other", 0], ["planted", 0]]
