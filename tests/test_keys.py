@@ -124,8 +124,11 @@ def duck_rows(path, sql, params=()):
         return cat.rows(sql, list(params))
 
 
-# With one live neuron on B, nothing is colour selective and no pair of neurons is compared.
-EMPTY_ON_B = {"color_selective_neurons", "similarity_by_layer"}
+# With one live neuron on B, nothing is colour selective, no pair of neurons is compared and no
+# neuron is significantly class selective.
+EMPTY_ON_B = {"color_selective_neurons", "similarity_by_layer", "significant_class_neurons"}
+# Views of opt-in analyses this fixture does not run: keyed, but empty on both data sets.
+NOT_RUN = {"orientation_selective_neurons", "symmetry_selective_neurons"}
 
 
 def test_every_view_shows_each_data_set_as_if_alone(two):
@@ -136,13 +139,14 @@ def test_every_view_shows_each_data_set_as_if_alone(two):
         for ds in (A, B):
             got = duck_rows(two["path"], f"SELECT * FROM {view} WHERE dataset = ?", [ds])
             alone = duck_rows(two["solo"][ds], f"SELECT * FROM {view}")
-            assert got or (ds == B and view in EMPTY_ON_B), (view, ds)
+            assert got or (ds == B and view in EMPTY_ON_B) or view in NOT_RUN, (view, ds)
             assert normalise(got) == normalise(alone), (view, ds)
             # the published SQLite copy (what the site serves) too
             lite = sqlite3.connect(two["db"]).execute(f"SELECT * FROM {view} WHERE dataset = ?", [ds]).fetchall()
             assert normalise(lite) == normalise(alone), (view, ds)
             per_ds[ds] = normalise([tuple(v for c, v in zip(columns, r) if c != "dataset") for r in got])
-        assert per_ds[A] != per_ds[B], view  # so mixing the two runs would show
+        if view not in NOT_RUN:
+            assert per_ds[A] != per_ds[B], view  # so mixing the two runs would show
 
 
 def test_figures_query_one_run(two):
