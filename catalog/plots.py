@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .images import BACKGROUND, model_view, read_rgb  # noqa: E402,F401 - contact sheets read images as ingest did
@@ -127,7 +128,10 @@ def hue_distribution_figure(rows):
                         extent=(-0.5, max(len(layers), 1) - 0.5, 0, 360), vmin=0, vmax=max(1.0, matrix.max()))
     heat.set_yticks(range(0, 361, 60), [])
     heat.set_title("colour-selective neurons per layer and 10° hue sector", fontsize=10, loc="left")
-    fig.colorbar(image, ax=heat, fraction=0.03, pad=0.01).set_label("neurons", fontsize=8)
+    bar = fig.colorbar(image, ax=heat, fraction=0.03, pad=0.01)
+    bar.set_label("neurons", fontsize=8)
+    bar.locator = matplotlib.ticker.MaxNLocator(integer=True)  # counts
+    bar.update_ticks()
     _layer_axis(heat, layers)
     return fig
 
