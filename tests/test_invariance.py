@@ -381,3 +381,19 @@ def test_ingest_bad_index_settings_write_nothing(tmp_path, extra, message):
     assert result.exit_code == 2, result.output
     assert message in result.output and len(result.output.strip().splitlines()) == 1
     assert not path.exists()
+
+
+def test_resume_skips_layers_already_done(kernel_catalogue, tmp_path):
+    import shutil
+
+    path, model, _ = kernel_catalogue
+    copy = tmp_path / "c.duckdb"
+    shutil.copy(path, copy)
+    with catalog.open(copy) as cat:
+        before = cat.rows("SELECT * FROM orientation_tuning ORDER BY ALL")
+        assert analyze_invariance(cat, "kernels", ["orientation", "symmetry"], network=model, device="cpu",
+                                  resume=True, progress=False) == {"layers": 0}
+        cat.con.execute("DELETE FROM symmetry_axes")  # as if killed after orientation's rows of the layer only
+        counts = analyze_invariance(cat, "kernels", ["orientation", "symmetry"], network=model, device="cpu",
+                                    resume=True, progress=False)
+        assert counts["symmetry_axes"] == 16 and cat.rows("SELECT * FROM orientation_tuning ORDER BY ALL") == before
