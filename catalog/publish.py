@@ -203,6 +203,17 @@ INDEX_NOTES = {
     "mf_pvalue": "two-sided p-value of mf_zscore (§6)",
     "color_drop": "share of the response lost when the top crops turn gray, at most 1 (§13)",
     "orientation": "orientation coherence of the Neuron Feature's structure tensor, 0 to 1 (index plugin, §16)",
+    "gamma_null_mean": "mean γ when the top images' labels are drawn from the data set's class frequencies (§22)",
+    "gamma_p": "Monte Carlo p-value of γ against that class-frequency null (§22)",
+    "gamma_excess": "γ above its null: (γ − null mean) / (1 − null mean), about 0 for chance (§22)",
+    "gamma_lo": "lower end of γ's 95 % bootstrap interval over the top images (§22)",
+    "gamma_hi": "upper end of γ's 95 % bootstrap interval (§22)",
+    "alpha_lo": "lower end of α's 95 % bootstrap interval over the NF crops (§22)",
+    "alpha_hi": "upper end of α's 95 % bootstrap interval (§22)",
+    "orientation_index": "1 − mean retention of the response over rotations of the field, 0 to 1 (§21)",
+    "preferred_angle": "the rotation other than 0° that keeps most of the response, degrees (§21)",
+    "orientation_selectivity": "1 − circular variance of the retention curve on doubled angles, 0 to 1 (§21)",
+    "symmetry_index": "mean retention of the response over mirrors about four axes, 0 to 1 (§21)",
 }
 INDEX_FALLBACK = "index {} of neuron_indexes (docs/science.md)"  # one added to neurons.sql without a note here
 COLUMN_NOTES = {
