@@ -519,7 +519,7 @@ def serve(
     db, metadata, republished = prepare(catalog, out)
     if republished:
         typer.echo(f"published {db}")
-    typer.echo(f"serving the front page http://{host}:{port}/  (model pages: http://{host}:{port}/-/model)")
+    typer.echo(f"serving http://{host}:{port}/  (the front page; model pages: http://{host}:{port}/-/model)")
     raise typer.Exit(run(db, metadata, host, port))
 
 
