@@ -15,10 +15,10 @@ from catalog.site import prepare, running
 from tests.test_site import CHROMIUM
 
 PAGES = {
-    "neurons-table": "/{db}/neurons?layer=_blocks.3._project_conv&_sort_desc=alpha&_col=unit&_col=alpha&_col=hue"
-                     "&_col=color_name&_col=gamma&_col=faceted&_col=nf_png",
+    "front-page": "/",
+    "neurons-table": "/{db}/neurons?layer=_blocks.3._project_conv&_sort_desc=alpha",
     "neuron-page": "/-/neuron?model=efficientnet-lite0&dataset=demo&layer=_blocks.3._project_conv&unit=22",
-    "model-page": "/-/model?model=efficientnet-lite0",
+    "model-page": "/-/model?model=efficientnet-lite0&dataset=demo",
 }
 
 
@@ -34,7 +34,7 @@ def main(catalog_path: str, out: str = "docs") -> None:
             for name, path in PAGES.items():
                 page.goto(base + path.format(db=db.stem))
                 page.wait_for_load_state("networkidle")
-                page.screenshot(path=str(Path(out) / f"{name}.png"), full_page=name != "neurons-table")
+                page.screenshot(path=str(Path(out) / f"{name}.png"), full_page=name not in ("neurons-table", "front-page"))
             context.close()
     finally:
         shutil.rmtree(profile, ignore_errors=True)
