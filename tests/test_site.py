@@ -51,6 +51,9 @@ def site(tmp_path_factory):
     with catalog.open(tmp / "c.duckdb") as cat:
         visualize(cat, "planted", "0", size=24, steps=16, param="pixel", device="cpu", network=model, progress=False)
         gradcam_top_images(cat, "planted", "0", top=3, device="cpu", network=model, progress=False)
+        from ingest.probe import probe
+
+        probe(cat, "planted", [next((tmp / "data" / "red").iterdir())], device="cpu", network=model)
     db, metadata, _ = prepare(tmp / "c.duckdb")
     with running(db, metadata, timeout=30) as base:
         yield {"base": base, "db": db, "duckdb": tmp / "c.duckdb", "name": db.stem}
@@ -92,6 +95,17 @@ def test_every_view_same_rows_in_duckdb_and_the_published_sqlite(site):
         for view in view_files():
             assert normalise(cat.rows(f"SELECT * FROM {view}")) == \
                 normalise(lite.execute(f"SELECT * FROM {view}").fetchall()), view
+
+
+def test_probe_rows_join_neurons_in_the_browser(site, browser):
+    with catalog.open(site["duckdb"], read_only=True) as cat:
+        expected = cat.rows("SELECT unit, alpha FROM probe_neurons ORDER BY unit")
+    assert len(expected) == 3 and expected[0][1] is not None  # the red unit's α came from neurons
+    page = open_page(browser, f"{site['base']}/{site['name']}/probe_neurons?_sort=unit")
+    headers = [h.strip() for h in page.locator("thead th").all_inner_texts()]
+    assert "rel_activation" in " ".join(headers) and "alpha" in " ".join(headers)
+    assert page.locator("tbody tr").count() == len(expected)
+    page.close()
 
 
 def open_page(browser, url):
