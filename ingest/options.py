@@ -59,3 +59,8 @@ class IngestOptions:
         if self.workers is not None:
             return self.workers
         return min(8, max(1, (os.cpu_count() or 2) // 2))
+
+
+def hierarchy_layer(layer_names: list[str], options: IngestOptions) -> str:
+    """The layer whose class means build the category hierarchy: the one asked for, else the deepest chosen."""
+    return options.hierarchy_layer or layer_names[-1]

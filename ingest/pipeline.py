@@ -24,7 +24,7 @@ from .errors import UsageError
 from .layers import resolve_layers
 from .models import LoadedModel
 from .network import Network
-from .options import IngestOptions
+from .options import IngestOptions, hierarchy_layer
 from .receptive_field import receptive_fields
 from .record import Checkpoint, ScanState, fingerprint_of, record, run_key, scan_state
 from .rows import LayerResult, run_tables
@@ -58,10 +58,6 @@ def choose_layers(model: LoadedModel, layers: list[str] | None, options: IngestO
     if options.hierarchy_layer and resolve_layers(model.module, [options.hierarchy_layer]) != [options.hierarchy_layer]:
         raise UsageError(f"--hierarchy-layer must name one layer exactly, not a pattern: {options.hierarchy_layer!r}")
     return layer_names
-
-
-def hierarchy_layer(layer_names: list[str], options: IngestOptions) -> str:
-    return options.hierarchy_layer or layer_names[-1]
 
 
 def check_catalogue(catalog_path: Path, images: LabelledImages, model_name: str) -> None:

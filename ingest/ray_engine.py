@@ -16,7 +16,7 @@ import torch
 from .data import LabelledImages, model_view, read_rgb
 from .models import LoadedModel, load_model
 from .network import Batch, Network, network_pass
-from .options import IngestOptions
+from .options import IngestOptions, hierarchy_layer
 from .record import ScanState, scan_state
 from .taps import is_script
 
@@ -51,10 +51,6 @@ def _decode(batch: dict, images: LabelledImages, size: int) -> dict:
     return {"id": batch["id"], "image": out, "ok": ok, "error": np.array(errors, dtype=object)}
 
 
-def _state(layers: list[str], top_n: int, images: LabelledImages, hierarchy: str, device) -> ScanState:
-    return scan_state(layers, top_n, images, hierarchy, device)
-
-
 class _Scanner:
     """An actor holding the network; returns each batch's own scan state, serialised."""
 
@@ -70,7 +66,7 @@ class _Scanner:
         pixels = torch.from_numpy(batch["image"][ok]).to(self.network.device)  # host: Ray hands numpy; moved at once
         errors = [(int(i), str(e)) for i, e in zip(batch["id"][~ok], batch["error"][~ok])]
         one = Batch(ids.to(self.network.device), ids, pixels, errors)
-        state = _state(self.layers, min(self.top_n, max(1, len(ids))), self.images, self.hierarchy,
+        state = scan_state(self.layers, min(self.top_n, max(1, len(ids))), self.images, self.hierarchy,
                        self.network.device)
         for b in network_pass(self.network, [one], state.layers, state.update_layer, progress=False):
             state.update_batch(b)
@@ -86,8 +82,8 @@ def record(model: LoadedModel, layer_names: list[str], images: LabelledImages, o
     init(options.address)
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     device = torch.device("cuda" if options.gpus_per_worker else "cpu")
-    hierarchy = options.hierarchy_layer or layer_names[-1]
-    state = _state(layer_names, options.top_n, images, hierarchy, "cpu")
+    hierarchy = hierarchy_layer(layer_names, options)
+    state = scan_state(layer_names, options.top_n, images, hierarchy, "cpu")
     remote_model = model.weights if is_script(model.module) else model
     ds = (ray.data.from_items([{"id": i} for i in range(len(images))])
           .map_batches(_decode, fn_kwargs={"images": images, "size": options.image_size},
@@ -102,9 +98,7 @@ def record(model: LoadedModel, layer_names: list[str], images: LabelledImages, o
         if ids and ids[0] in seen:  # a batch re-run after its actor died: already folded
             continue
         seen.update(ids)
-        part = _state(layer_names, options.top_n, images, hierarchy, "cpu")
-        part_state = torch.load(io.BytesIO(out["state"][0]), map_location="cpu", weights_only=True)
-        for name, reducer in part.reducers.items():  # a batch's top-k may be shorter than top_n
-            reducer.load_state_dict(part_state[name])
+        part = scan_state(layer_names, options.top_n, images, hierarchy, "cpu")
+        part.load_state_dict(torch.load(io.BytesIO(out["state"][0]), map_location="cpu", weights_only=True))
         state.merge(part)
     return state

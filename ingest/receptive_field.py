@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .network import module_device
 from .taps import LayerTap, is_script
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
@@ -94,7 +95,7 @@ def receptive_fields(model: nn.Module, layers: list[str], image_size: int,
     model's image size are measured unclipped.
     """
     probe = _linearised(model)
-    device = next((t.device for t in [*probe.parameters(), *probe.buffers()]), torch.device("cpu"))
+    device = module_device(probe)
     result: dict[str, ReceptiveField] = {}
     size = image_size
     pending = list(layers)

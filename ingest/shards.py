@@ -19,8 +19,8 @@ from .data import LabelledImages, open_images
 from .errors import UsageError
 from .models import LoadedModel, load_model, model_of
 from .network import Network
-from .options import IngestOptions
-from .pipeline import IngestSummary, catalogue_writer, check_catalogue, choose_layers, hierarchy_layer, index_scan
+from .options import IngestOptions, hierarchy_layer
+from .pipeline import IngestSummary, catalogue_writer, check_catalogue, choose_layers, index_scan
 from .record import record, run_fingerprint, scan_state
 
 STATE = "shard.pt"
