@@ -121,7 +121,7 @@ def layer_tables(model: str, dataset: str, r: LayerResult, label_ids: np.ndarray
         sel = class_selectivity(rel, set_labels, len(names), options.gamma_th)
         top = sel.frequency.argmax(1)
         live = sel.m > 0
-        draws = getattr(options, "gamma_null_draws", 0)
+        draws = options.gamma_null_draws
         null = (gamma_null(rel, set_labels, per_image, draws, options.gamma_th, key=(r.name, "label", label_set))
                 if draws else None)
         none = np.full(c, np.nan)
@@ -146,7 +146,7 @@ def _significance(r: LayerResult, rel: np.ndarray, labels: np.ndarray, label_ids
                   alpha: np.ndarray, has_nf: np.ndarray, options) -> dict[str, np.ndarray]:
     """γ's class-prior null and the bootstrap intervals of γ and α (docs/science.md §22), as index rows."""
     out = {}
-    draws, resamples = getattr(options, "gamma_null_draws", 0), getattr(options, "bootstrap", 0)
+    draws, resamples = options.gamma_null_draws, options.bootstrap
     if draws:
         null = gamma_null(rel, labels, label_ids, draws, options.gamma_th, key=(r.name, "class"))
         out.update(gamma_null_mean=null.mean, gamma_p=null.p, gamma_excess=null.excess)

@@ -42,7 +42,7 @@ def neuron_features(network: Network, images: LabelledImages, state: ScanState, 
         top = tops.result()
         plans.append(plan_crops(name, fields[name], tops.shape[2], top.values, top.image_ids, top.positions,
                                 options.min_rel, options.nf_ranks, options.nf_size))
-    side = SAMPLE_SIDE if getattr(options, "bootstrap", 0) else 0  # crops kept for the bootstrap of α
+    side = SAMPLE_SIDE if options.bootstrap else 0  # crops kept for the bootstrap of α
     accumulators = [NeuronFeatureAccumulator(p, device, side) for p in plans]
     drops = {p.layer: ColorDrop(p, state[f"top:{p.layer}"].result().values[:, 0].clamp(min=0), device) for p in plans}
     needed = sorted(set(torch.cat([p.image_ids for p in plans]).tolist())) if plans else []
