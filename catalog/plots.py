@@ -215,6 +215,60 @@ def _mf_degree(rows) -> bytes:
     return _png(mf_degree_figure(rows))
 
 
+def invariance_by_layer_figure(rows):
+    """Orientation- and symmetry-selective shares per layer (docs/science.md §21), as lines over the layers
+    in model order: of the neurons that have the index, the share the views orientation_selective_neurons
+    and symmetry_selective_neurons list. A layer without the index (the analyses are opt-in and per
+    layer) leaves a gap, not a 0.
+
+    Rows: (layer, orientation share, neurons with an orientation_index, symmetry share, neurons with a
+    symmetry_index), in layer order; a share is NULL where its count is 0.
+    """
+    layers = [r[0] for r in rows]
+    n = len(layers)
+    marker = "o" if n <= 24 else "."
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    for column, name, colour, gid in ((1, "orientation-selective share (orientation_selective_neurons)",
+                                       "tab:orange", "orientation_share"),
+                                      (3, "mirror-symmetric share (symmetry_selective_neurons)", "tab:green",
+                                       "symmetry_share")):
+        values = [r[column] if r[column] is not None else np.nan for r in rows]
+        ax.plot(range(n), values, marker=marker, color=colour, label=name, gid=gid)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("share of the neurons measured")
+    ax.set_title("orientation and symmetry selectivity per layer", fontsize=10, loc="left")
+    ax.grid(axis="y", alpha=0.3)
+    if not any(r[2] or r[4] for r in rows):
+        ax.text(0.5, 0.5, "no orientation or symmetry data: neurocat analyze orientation|symmetry",
+                transform=ax.transAxes, ha="center", va="center", fontsize=10, color="gray", gid="no_data")
+    else:
+        ax.legend(fontsize=8, loc="upper left")
+    _layer_axis(ax, layers)
+    return fig
+
+
+def _invariance_by_layer(rows) -> bytes:
+    return _png(invariance_by_layer_figure(rows))
+
+
+def orientation_tuning_chart(rows) -> bytes:
+    """A neuron's orientation tuning curve as a polar plot: retention r(θ) of its response when the
+    receptive fields of its top images turn by θ (docs/science.md §21), closed at 360°.
+
+    Rows: (angle in degrees, retention, ...), in angle order.
+    """
+    angles = np.deg2rad([float(r[0]) for r in rows] + [float(rows[0][0]) + 360.0])
+    values = [float(r[1]) for r in rows] + [float(rows[0][1])]
+    fig, ax = plt.subplots(figsize=(3.6, 3.6), subplot_kw={"projection": "polar"})
+    ax.plot(angles, values, color="tab:orange", marker="o", markersize=3, linewidth=1.5)
+    ax.fill(angles, values, color="tab:orange", alpha=0.2)
+    ax.set_rlim(0, max(1.0, max(values)) * 1.05)
+    ax.set_thetagrids(range(0, 360, 45), fontsize=7)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_title("retention r(θ) per rotation θ", fontsize=9)
+    return _png(fig)
+
+
 def class_frequency_chart(rows) -> bytes:
     """A neuron's strongest classes by f_c (label, frequency, count)."""
     rows = list(rows)[:20][::-1]
@@ -244,16 +298,38 @@ FIGURES = {
                       "ORDER BY l.layer_index, t.layer, t.rank", _ranked_curves),
     "mf_degree": ("SELECT layer, mean_mf_degree, single_faceted_fraction FROM faceted_by_layer "
                   "WHERE model = ? AND dataset = ? ORDER BY layer_index, layer", _mf_degree),
+    # The views decide what is selective (their thresholds live in queries/*.sql, not here).
+    "invariance_by_layer": (
+        "SELECT l.layer, CASE WHEN c.n_orientation > 0 THEN CAST(COALESCE(o.n, 0) AS DOUBLE) / c.n_orientation END, "
+        "COALESCE(c.n_orientation, 0), "
+        "CASE WHEN c.n_symmetry > 0 THEN CAST(COALESCE(s.n, 0) AS DOUBLE) / c.n_symmetry END, "
+        "COALESCE(c.n_symmetry, 0) FROM layers l "
+        "LEFT JOIN (SELECT model, dataset, layer, COUNT(orientation_index) AS n_orientation, "
+        "COUNT(symmetry_index) AS n_symmetry FROM neurons GROUP BY model, dataset, layer) c "
+        "ON c.model = l.model AND c.dataset = l.dataset AND c.layer = l.layer "
+        "LEFT JOIN (SELECT model, dataset, layer, COUNT(*) AS n FROM orientation_selective_neurons "
+        "GROUP BY model, dataset, layer) o ON o.model = l.model AND o.dataset = l.dataset AND o.layer = l.layer "
+        "LEFT JOIN (SELECT model, dataset, layer, COUNT(*) AS n FROM symmetry_selective_neurons "
+        "GROUP BY model, dataset, layer) s ON s.model = l.model AND s.dataset = l.dataset AND s.layer = l.layer "
+        "WHERE l.model = ? AND l.dataset = ? ORDER BY l.layer_index, l.layer", _invariance_by_layer),
 }
 FIGURE_CAPTIONS = {
     "selectivity_bins": "α and γ of the live neurons per layer, with the colour-selective share (Rafegas Figs. 5–6)",
     "hue_distribution": "hues of the colour-selective neurons, all and per layer (ICLR draft Fig. 7)",
     "ranked_curves": "ranked activation curves, one per layer (Rafegas Fig. 1)",
     "mf_degree": "multi-faceted degree and single-faceted share per layer (Sadeghi Figs. 2–3)",
+    "invariance_by_layer": "orientation- and symmetry-selective shares per layer, of the neurons measured "
+                           "(neurocat analyze orientation|symmetry; docs/science.md §21)",
 }
 # The figure before it becomes a PNG (matplotlib Figure; close it), for tests and notebooks.
 FIGURE_BUILDERS = {"selectivity_bins": selectivity_bins_figure, "hue_distribution": hue_distribution_figure,
-                   "ranked_curves": ranked_curves_figure, "mf_degree": mf_degree_figure}
+                   "ranked_curves": ranked_curves_figure, "mf_degree": mf_degree_figure,
+                   "invariance_by_layer": invariance_by_layer_figure}
+# A neuron's orientation tuning curve and its four mirror retentions (docs/science.md §21).
+ORIENTATION_TUNING_SQL = ("SELECT angle, retention, n_images FROM orientation_tuning WHERE model = ? AND dataset = ? "
+                          "AND layer = ? AND unit = ? ORDER BY angle")
+SYMMETRY_AXES_SQL = ("SELECT axis, retention, n_images FROM symmetry_axes WHERE model = ? AND dataset = ? "
+                     "AND layer = ? AND unit = ? ORDER BY axis")
 CLASS_FREQUENCIES_SQL = ("SELECT label, frequency, count FROM class_frequencies WHERE model = ? AND dataset = ? "
                          "AND layer = ? AND unit = ? ORDER BY frequency DESC, label LIMIT 20")
 

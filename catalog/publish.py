@@ -37,6 +37,8 @@ INDEXES = {
     "visualizations": [("model", "dataset", "layer", "unit", "kind")],
     "filter_tree_nodes": [("model", "dataset", "label", "node")],
     "layers": [("model", "dataset", "layer_index")],
+    "orientation_tuning": [("model", "dataset", "layer", "unit", "angle")],
+    "symmetry_axes": [("model", "dataset", "layer", "unit", "axis")],
 }
 MATERIALISED = ("neurons",)
 FULL_TEXT = {"class_frequencies": ["label"], "units": ["color_name"], "images": ["label", "path"]}
@@ -290,10 +292,17 @@ HIDDEN_COLUMNS = ["Link", "rowid"]
 CANNED = {
     "selective_neurons": {
         "title": "Neurons of a layer above γ and α",
-        "description": "The mission query: class- and colour-selective neurons of one layer of a model on a data set.",
-        "sql": "SELECT model, dataset, layer, unit, nf_png, gamma, alpha, hue, color_name FROM neurons "
-               "WHERE model = :model AND dataset = :dataset AND layer = :layer "
-               "AND gamma > CAST(:gamma AS REAL) AND alpha > CAST(:alpha AS REAL) ORDER BY gamma DESC, alpha DESC",
+        "description": "The mission query: class- and colour-selective neurons of one layer of a model on a data set, "
+                       "surely so: γ above gamma, its p-value against the class prior below gamma_p, the lower end "
+                       "of α's 95 % interval above alpha_lo (docs/science.md §22). Leave a threshold empty to skip "
+                       "it: a catalogue ingested without significance has no gamma_p or alpha_lo, so ask there with "
+                       "gamma and alpha.",
+        "sql": "SELECT model, dataset, layer, unit, nf_png, gamma, gamma_p, alpha, alpha_lo, hue, color_name "
+               "FROM neurons WHERE model = :model AND dataset = :dataset AND layer = :layer "
+               "AND gamma > CAST(:gamma AS REAL) "
+               "AND (:gamma_p = '' OR gamma_p < CAST(:gamma_p AS REAL)) "
+               "AND (:alpha_lo = '' OR alpha_lo > CAST(:alpha_lo AS REAL)) "
+               "AND (:alpha = '' OR alpha > CAST(:alpha AS REAL)) ORDER BY gamma DESC, alpha DESC",
     },
     "top_images_of_neuron": {
         "title": "Top images of a neuron",

@@ -7,3 +7,4 @@ FROM layers AS l
 JOIN models AS m ON m.model = l.model AND m.dataset = l.dataset
 JOIN neurons AS n ON n.model = l.model AND n.dataset = l.dataset AND n.layer = l.layer
 GROUP BY l.model, l.dataset, l.layer, l.layer_index, l.channels, l.rf_size, l.rf_stride, l.n_dead
+ORDER BY l.model, l.dataset, l.layer_index, l.layer

@@ -38,7 +38,29 @@ def _neuron_key(request):
 
 KEY = ("model", "dataset", "layer", "unit")
 THUMB = 48  # px: pictures in table rows
-MISSION = {"gamma": 0.9, "alpha": 0.5}  # the catalogue's question: neurons both class- and colour-selective
+# The catalogue's question: neurons both class- and colour-selective, and surely so (docs/science.md §22):
+# γ beats the class-prior null and α's 95 % interval lies above the threshold. A run ingested without
+# that significance (--gamma-null-draws 0, --bootstrap 0: NULLs) asks with γ and α alone.
+MISSION = {"gamma": 0.9, "gamma_p": 0.01, "alpha_lo": 0.5}
+MISSION_FALLBACK = {"alpha": MISSION["alpha_lo"]}  # asked instead where a run has no alpha_lo
+MISSION_OPS = {"gamma": ">", "gamma_p": "<", "alpha_lo": ">", "alpha": ">"}
+
+
+def mission(has_gamma_p: bool, has_alpha_lo: bool) -> dict:
+    """The mission's thresholds for a run: column -> value, in the canned query's parameter order."""
+    out = {"gamma": MISSION["gamma"]}
+    if has_gamma_p:
+        out["gamma_p"] = MISSION["gamma_p"]
+    if has_alpha_lo:
+        out["alpha_lo"] = MISSION["alpha_lo"]
+    else:
+        out["alpha"] = MISSION_FALLBACK["alpha"]
+    return out
+
+
+def mission_condition(thresholds: dict) -> str:
+    """``gamma > 0.9 AND gamma_p < 0.01 AND alpha_lo > 0.5`` for those thresholds."""
+    return " AND ".join(f"{c} {MISSION_OPS[c]} {v}" for c, v in thresholds.items())
 
 
 def _neuron_href(model, dataset, layer, unit, page="/-/neuron") -> str:
@@ -67,11 +89,15 @@ async def neuron_page(datasette, request):
     classes = await _rows(datasette, plots.CLASS_FREQUENCIES_SQL, list(key))
     pictures = await _rows(datasette, "SELECT kind, rank, image_id, value FROM visualizations WHERE model = ? "
                                       "AND dataset = ? AND layer = ? AND unit = ? ORDER BY kind, rank", list(key))
+    tuning = await _rows(datasette, plots.ORIENTATION_TUNING_SQL, list(key))
+    mirrors = await _rows(datasette, plots.SYMMETRY_AXES_SQL, list(key))
     query = urlencode(dict(zip(("model", "dataset", "layer", "unit"), map(str, key))))
     link = lambda unit: "/-/neuron?" + urlencode({"model": key[0], "dataset": key[1], "layer": key[2], "unit": unit})  # noqa: E731
     return Response.html(await datasette.render_template("neuron.html", {
         "neuron": neuron, "query": query, "similar": [(u, p, e, link(u)) for u, p, e in similar],
-        "classes": classes, "key": key,
+        "classes": classes, "key": key, "tuning": tuning, "tuning_images": tuning[0][2] if tuning else None,
+        "mirrors": [{"axis": axis, "retention": r, "n_images": n} for axis, r, n in mirrors],
+        "mirror_scale": max([1.0] + [r for _, r, _ in mirrors]), "fmt": format_float,
         "optimised": [(kind, value) for kind, _, _, value in pictures if kind != "gradcam"],
         "gradcams": [(rank, image_id, value) for kind, rank, image_id, value in pictures if kind == "gradcam"]},
         request=request))
@@ -108,6 +134,13 @@ async def sheet_png(datasette, request):
     if not info or not rows:
         return _png(None)
     return _png(await asyncio.to_thread(plots.contact_sheet, info[0][0], info[0][1], rows))
+
+
+async def orientation_png(datasette, request):
+    """The neuron's orientation tuning curve as a polar plot; 404 when it has none (opt-in analysis)."""
+    key = _neuron_key(request)
+    rows = await _rows(datasette, plots.ORIENTATION_TUNING_SQL, list(key or ("", "", "", -1)))
+    return _png(await asyncio.to_thread(plots.orientation_tuning_chart, rows) if rows else None)
 
 
 async def classes_png(datasette, request):
@@ -173,9 +206,17 @@ async def landing_page(datasette, request):
         run["neurons_href"] = f"/{db.name}/neurons?" + urlencode({"model": run["model"], "dataset": run["dataset"]})
         run["layers"] = await _rows(datasette, "SELECT layer, channels FROM layers WHERE model = ? AND dataset = ? "
                                                "ORDER BY layer_index, layer", key)
-        hits = dict(await _rows(datasette, "SELECT layer, COUNT(*) FROM neurons WHERE model = ? AND dataset = ? "
-                                           "AND gamma > ? AND alpha > ? GROUP BY layer",
-                                key + [MISSION["gamma"], MISSION["alpha"]]))
+        has_p, has_lo = (await _rows(datasette, "SELECT COUNT(gamma_p), COUNT(alpha_lo) FROM neurons "
+                                                "WHERE model = ? AND dataset = ?", key))[0]
+        thresholds = mission(bool(has_p), bool(has_lo))
+        run["mission"] = thresholds
+        run["mission_condition"] = mission_condition(thresholds)
+        run["mission_sure"] = bool(has_p and has_lo)
+        run["mission_sql"] = (f"SELECT model, dataset, layer, unit FROM neurons WHERE model = '{_sql_text(run['model'])}' "
+                              f"AND dataset = '{_sql_text(run['dataset'])}' AND {run['mission_condition']}")
+        hits = dict(await _rows(datasette, "SELECT layer, COUNT(*) FROM neurons WHERE model = ? AND dataset = ? AND "
+                                           + " AND ".join(f"{c} {MISSION_OPS[c]} ?" for c in thresholds)
+                                           + " GROUP BY layer", key + list(thresholds.values())))
         run["hits"] = hits
         run["n_hits"] = sum(hits.values())
         # ready to run on the layer with the most answers (the first layer when none has any)
@@ -197,7 +238,7 @@ async def landing_page(datasette, request):
     grid = {(r["model"], r["dataset"]): r for r in runs}
     return Response.html(await datasette.render_template("landing.html", {
         "runs": runs, "models": models, "datasets": datasets, "grid": grid, "database": db.name,
-        "mission": MISSION, "mission_sql": CANNED["selective_neurons"]["sql"], "fmt": format_float},
+        "mission": MISSION, "canned_sql": CANNED["selective_neurons"]["sql"], "fmt": format_float},
         request=request))
 
 
@@ -211,9 +252,14 @@ def register_routes():
         (r"^/-/neuron/sheet\.png$", sheet_png),
         (r"^/-/neuron/visualization\.png$", visualization_png),
         (r"^/-/neuron/classes\.png$", classes_png),
+        (r"^/-/neuron/orientation\.png$", orientation_png),
         (r"^/-/model$", model_page),
         (r"^/-/model/plot\.png$", model_plot),
     ]
+
+
+def _sql_text(value: str) -> str:
+    return str(value).replace("'", "''")
 
 
 def format_float(value: float) -> str:
