@@ -226,14 +226,13 @@ def invariance_by_layer_figure(rows):
     """
     layers = [r[0] for r in rows]
     n = len(layers)
-    marker = "o" if n <= 24 else "."
     fig, ax = plt.subplots(figsize=(11, 4.5))
     for column, name, colour, gid in ((1, "orientation-selective share (orientation_selective_neurons)",
                                        "tab:orange", "orientation_share"),
                                       (3, "mirror-symmetric share (symmetry_selective_neurons)", "tab:green",
                                        "symmetry_share")):
         values = [r[column] if r[column] is not None else np.nan for r in rows]
-        ax.plot(range(n), values, marker=marker, color=colour, label=name, gid=gid)
+        ax.plot(range(n), values, marker="o", markersize=5 if n <= 24 else 3, color=colour, label=name, gid=gid)
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("share of the neurons measured")
     ax.set_title("orientation and symmetry selectivity per layer", fontsize=10, loc="left")

@@ -24,9 +24,10 @@ def layer_name(i: int) -> str:
     return f"_blocks.{i}._project_conv"
 
 
-def synthetic(path, n_layers=N_LAYERS, units=UNITS, top=TOP):
+def synthetic(path, n_layers=N_LAYERS, units=UNITS, top=TOP, invariance=True):
     """A catalogue of ``n_layers`` layers of ``units`` neurons written with SQL: every 5th layer has one dead
-    neuron, α, γ, MF measures and top-image curves vary with the layer and the unit."""
+    neuron, α, γ, MF measures and top-image curves vary with the layer and the unit; with ``invariance``,
+    the even layers have orientation and symmetry indexes."""
     name = "'_blocks.' || l || '._project_conv'"
     grid = f"FROM range({n_layers}) t(l), range({units}) s(u)"
     dead = "l % 5 = 0 AND u = 0"
@@ -51,6 +52,13 @@ def synthetic(path, n_layers=N_LAYERS, units=UNITS, top=TOP):
         for ix, expr in indexes.items():
             con.execute(f"INSERT INTO neuron_indexes SELECT '{MODEL}', '{DATASET}', {name}, u, '{ix}', "
                         f"CASE WHEN {dead} THEN NULL ELSE {expr} END {grid}")
+        if invariance:  # even layers: orientation and symmetry indexes of the live neurons, with mirror rows
+            measured = f"l % 2 = 0 AND NOT ({dead})"
+            for ix, expr in {"orientation_index": "((l + u) % 4) / 4.0", "symmetry_index": "((l + 2 * u) % 5) / 5.0"}.items():
+                con.execute(f"INSERT INTO neuron_indexes SELECT '{MODEL}', '{DATASET}', {name}, u, '{ix}', {expr} "
+                            f"{grid} WHERE {measured}")
+            con.execute(f"INSERT INTO symmetry_axes SELECT '{MODEL}', '{DATASET}', {name}, u, a, "
+                        f"((l + 2 * u) % 5) / 5.0, 5 {grid}, (VALUES (0), (45), (90), (135)) x(a) WHERE {measured}")
         con.execute(f"INSERT INTO top_images (model, dataset, layer, unit, rank, image_id, activation, rel_activation, "
                     f"crop_top, crop_left, crop_size, in_nf) SELECT '{MODEL}', '{DATASET}', {name}, u, r, "
                     f"(l * 13 + u * 7 + r) % 100, 1.0 - r * (0.02 + 0.0015 * l), 1.0 - r * (0.02 + 0.0015 * l), "
@@ -78,7 +86,8 @@ def figure_rows(deep, name, engine="duckdb"):
 
 
 def test_every_figure_renders_for_50_layers_at_a_page_size(deep):
-    assert set(plots.FIGURES) == {"selectivity_bins", "hue_distribution", "ranked_curves", "mf_degree"}
+    assert set(plots.FIGURES) == {"selectivity_bins", "hue_distribution", "ranked_curves", "mf_degree",
+                                  "invariance_by_layer"}
     assert set(plots.FIGURE_BUILDERS) == set(plots.FIGURES)
     for name in plots.FIGURES:
         for engine in ("duckdb", "sqlite"):
@@ -106,7 +115,8 @@ def _layer_labels(fig):
     return out
 
 
-@pytest.mark.parametrize("name", ["selectivity_bins", "hue_distribution", "ranked_curves", "mf_degree"])
+@pytest.mark.parametrize("name", ["selectivity_bins", "hue_distribution", "ranked_curves", "mf_degree",
+                                  "invariance_by_layer"])
 def test_layer_labels_do_not_overlap_and_follow_the_model(deep, name):
     fig = plots.FIGURE_BUILDERS[name](figure_rows(deep, name))
     try:
@@ -128,7 +138,7 @@ def test_layer_labels_do_not_overlap_and_follow_the_model(deep, name):
 
 def test_few_layers_are_all_named(tmp_path):
     path = synthetic(tmp_path / "small.duckdb", n_layers=3)
-    for name in ("selectivity_bins", "hue_distribution", "mf_degree"):
+    for name in ("selectivity_bins", "hue_distribution", "mf_degree", "invariance_by_layer"):
         fig = plots.FIGURE_BUILDERS[name](duck(path, plots.FIGURES[name][0], [MODEL, DATASET]))
         try:
             assert [t for _, t, _ in _layer_labels(fig)] == [layer_name(i) for i in range(3)], name
@@ -193,6 +203,50 @@ def test_hue_mf_and_curves_draw_the_views_values(deep):
                                    "(model, dataset, layer, unit) WHERE t.layer = ? AND NOT u.dead GROUP BY 1 ORDER BY 1",
                      [layer_name(7)])
         assert list(curves[7].get_ydata()) == pytest.approx([m for _, m in means])
+    finally:
+        plots.plt.close(fig)
+
+
+def test_invariance_by_layer_shares_are_the_views_hand_computed(tmp_path):
+    """3 layers of 4 units, unit 0 of layer 0 dead (no index). Layer 0: orientation 0.1, 0.6, 0.9 -> 2 of 3
+    at or above 0.5; no symmetry. Layer 1: nothing measured. Layer 2: orientation 0.2, 0.3, 0.4, 0.5 -> 1 of
+    4 (0.5 counts); symmetry 0.5, 0.7, 0.1, 0.2 with their four mirror rows -> 2 of 4."""
+    path = synthetic(tmp_path / "small.duckdb", n_layers=3, units=4, invariance=False)
+    values = {(0, "orientation_index"): [None, 0.1, 0.6, 0.9], (2, "orientation_index"): [0.2, 0.3, 0.4, 0.5],
+              (2, "symmetry_index"): [0.5, 0.7, 0.1, 0.2]}
+    with catalog.open(path) as cat:
+        for (layer, index), per_unit in values.items():
+            for unit, value in enumerate(per_unit):
+                if value is None:
+                    continue
+                cat.con.execute("INSERT INTO neuron_indexes VALUES (?, ?, ?, ?, ?, ?)",
+                                [MODEL, DATASET, layer_name(layer), unit, index, value])
+                if index == "symmetry_index":
+                    for axis in (0, 45, 90, 135):
+                        cat.con.execute("INSERT INTO symmetry_axes VALUES (?, ?, ?, ?, ?, ?, 5)",
+                                        [MODEL, DATASET, layer_name(layer), unit, axis, value])
+    expected = [(layer_name(0), pytest.approx(2 / 3), 3, None, 0), (layer_name(1), None, 0, None, 0),
+                (layer_name(2), pytest.approx(1 / 4), 4, pytest.approx(2 / 4), 4)]
+    sql = plots.FIGURES["invariance_by_layer"][0]
+    assert duck(path, sql, [MODEL, DATASET]) == expected
+    lite = sqlite3.connect(publish(path, tmp_path / "small.db"))
+    assert lite.execute(sql, [MODEL, DATASET]).fetchall() == expected  # the same SQL on the published copy
+    fig = plots.invariance_by_layer_figure(duck(path, sql, [MODEL, DATASET]))
+    try:
+        (orientation,) = [ln for ln in fig.axes[0].get_lines() if ln.get_gid() == "orientation_share"]
+        (symmetry,) = [ln for ln in fig.axes[0].get_lines() if ln.get_gid() == "symmetry_share"]
+        assert list(orientation.get_ydata()) == pytest.approx([2 / 3, float("nan"), 1 / 4], nan_ok=True)
+        assert list(symmetry.get_ydata()) == pytest.approx([float("nan"), float("nan"), 2 / 4], nan_ok=True)
+    finally:
+        plots.plt.close(fig)
+
+
+def test_invariance_by_layer_without_data_says_so(tmp_path):
+    path = synthetic(tmp_path / "none.duckdb", n_layers=3, units=4, invariance=False)
+    fig = plots.invariance_by_layer_figure(duck(path, plots.FIGURES["invariance_by_layer"][0], [MODEL, DATASET]))
+    try:
+        assert [t.get_text() for t in fig.axes[0].texts if t.get_gid() == "no_data"] == [
+            "no orientation or symmetry data: neurocat analyze orientation|symmetry"]
     finally:
         plots.plt.close(fig)
 
