@@ -263,6 +263,7 @@ def orientation_tuning_chart(rows) -> bytes:
     ax.fill(angles, values, color="tab:orange", alpha=0.2)
     ax.set_rlim(0, max(1.0, max(values)) * 1.05)
     ax.set_thetagrids(range(0, 360, 45), fontsize=7)
+    ax.set_rlabel_position(22.5)
     ax.tick_params(axis="y", labelsize=7)
     ax.set_title("retention r(θ) per rotation θ", fontsize=9)
     return _png(fig)

@@ -4,6 +4,7 @@ Two models on two data sets, one pair missing: "planted" on `shapes` (its red ch
 class-selective) and on `nored` (no red image: that channel is dead), "twin" on `shapes` only. Whatever the
 page shows for a run must be what DuckDB says for that (model, dataset).
 """
+import dataclasses
 import json
 import re
 import shutil
@@ -18,8 +19,16 @@ from tests.test_site import CHROMIUM, browser, get, open_page, wait_for_images  
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
 RUNS = [("planted", "nored"), ("planted", "shapes"), ("twin", "shapes")]
-MISSION_SQL = ("SELECT unit FROM neurons WHERE model = ? AND dataset = ? AND layer = ? AND gamma > 0.9 AND alpha > 0.5 "
-               "ORDER BY gamma DESC, alpha DESC")
+# The mission with γ's significance and α's interval; "twin" is ingested without them (NULLs) and asks with γ and α.
+SURE = "gamma > 0.9 AND gamma_p < 0.01 AND alpha_lo > 0.5"
+UNSURE = "gamma > 0.9 AND alpha > 0.5"
+CONDITION = {("planted", "nored"): SURE, ("planted", "shapes"): SURE, ("twin", "shapes"): UNSURE}
+INPUTS = {SURE: {"gamma": "0.9", "gamma_p": "0.01", "alpha_lo": "0.5"}, UNSURE: {"gamma": "0.9", "alpha": "0.5"}}
+
+
+def mission_sql(condition):
+    return (f"SELECT unit FROM neurons WHERE model = ? AND dataset = ? AND layer = ? AND {condition} "
+            "ORDER BY gamma DESC, alpha DESC")
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +46,9 @@ def site(tmp_path_factory):
     model = LoadedModel(planted().eval(), "planted", "callable", None, (0.0,) * 3, (1.0,) * 3)
     opts = IngestOptions(image_size=32, batch_size=8, workers=0, progress=False, device="cpu", top_n=8)
     path = tmp / "c.duckdb"
-    for name, folder in (("planted", shapes), ("planted", nored), ("twin", shapes)):
+    for name, folder in (("planted", shapes), ("planted", nored)):
         ingest(model, open_images(folder), path, name, ["0"], opts)
+    ingest(model, open_images(shapes), path, "twin", ["0"], dataclasses.replace(opts, gamma_null_draws=0, bootstrap=0))
     db, metadata, _ = prepare(path)
     with running(db, metadata, timeout=60) as base:
         yield {"base": base, "path": path, "name": db.stem}
@@ -71,11 +81,14 @@ def test_mission_query_from_the_landing_page_returns_duckdbs_rows(site, browser)
         assert section.count() == 1
         form = section.locator("form.mission")
         layer = form.locator("select[name=layer]").input_value()
-        assert form.locator("input[name=gamma]").input_value() == "0.9"
-        assert form.locator("input[name=alpha]").input_value() == "0.5"
+        condition = CONDITION[(model, dataset)]
+        assert section.locator("code.mission-condition").inner_text() == condition
+        assert dict(form.locator("input:not([type=hidden]):not([type=submit])").evaluate_all(
+            "els => els.map(e => [e.name, e.value])")) == INPUTS[condition]
+        assert section.locator("p.mission-fallback").count() == (condition == UNSURE)
         # the count beside each layer is DuckDB's, and the form opens on the layer with the most answers
-        hits = dict(duck(site, "SELECT layer, COUNT(*) FROM neurons WHERE model = ? AND dataset = ? AND gamma > 0.9 "
-                               "AND alpha > 0.5 GROUP BY layer", [model, dataset]))
+        hits = dict(duck(site, f"SELECT layer, COUNT(*) FROM neurons WHERE model = ? AND dataset = ? AND {condition} "
+                               "GROUP BY layer", [model, dataset]))
         shown = form.locator("option").evaluate_all("els => els.map(e => [e.value, Number(e.dataset.hits)])")
         assert {k: v for k, v in shown if v} == hits
         assert hits.get(layer, 0) == max([0, *hits.values()])
@@ -84,11 +97,14 @@ def test_mission_query_from_the_landing_page_returns_duckdbs_rows(site, browser)
         query = urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)
         assert query["model"] == [model] and query["dataset"] == [dataset] and query["layer"] == [layer]
         units = page.eval_on_selector_all("table.rows-and-columns td.col-unit", "els => els.map(e => Number(e.innerText))")
-        expected = [u for (u,) in duck(site, MISSION_SQL, [model, dataset, layer])]
+        expected = [u for (u,) in duck(site, mission_sql(condition), [model, dataset, layer])]
         assert units == expected, (model, dataset)
         answers[(model, dataset)] = units
         page.close()
-    assert answers[("planted", "shapes")] and answers[("planted", "nored")] == []  # the red channel, alive only on shapes
+    # the red channel, alive only on shapes, is surely class- and colour-selective; twin finds it without significance
+    assert answers[("planted", "shapes")] and answers[("planted", "nored")] == []
+    assert answers[("twin", "shapes")] == answers[("planted", "shapes")]
+    assert duck(site, "SELECT COUNT(gamma_p), COUNT(alpha_lo) FROM neurons WHERE model = 'twin'") == [(0, 0)]
 
 
 def test_most_selective_neurons_link_to_their_pages(site, browser):  # noqa: F811

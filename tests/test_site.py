@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 import catalog
+from catalog import plots
 from catalog.catalog import view_files
 from catalog.publish import publish
 from catalog.site import prepare, running
@@ -221,11 +222,23 @@ def test_canned_query_form_returns_rows(site, browser):
     page.fill("input[name=dataset]", "data")
     page.fill("input[name=layer]", "0")
     page.fill("input[name=gamma]", "0.9")
-    page.fill("input[name=alpha]", "0.5")
+    page.fill("input[name=alpha]", "0.5")  # gamma_p and alpha_lo left empty: left out of the query
     page.click("input[type=submit]")
     page.wait_for_load_state()
     assert page.locator("table.rows-and-columns tbody tr").count() == 1
     assert "0.9" in page.url
+    # the mission with significance: γ's p-value and α's lower interval end, as DuckDB answers it
+    with catalog.open(site["duckdb"], read_only=True) as cat:
+        sure = cat.rows("SELECT unit FROM neurons WHERE model = 'planted' AND layer = '0' AND gamma > 0.9 "
+                        "AND gamma_p < 0.01 AND alpha_lo > 0.5")
+    assert sure == [(0,)]  # the red detector
+    page.fill("input[name=gamma_p]", "0.01")
+    page.fill("input[name=alpha_lo]", "0.5")
+    page.fill("input[name=alpha]", "")
+    page.click("input[type=submit]")
+    page.wait_for_load_state()
+    assert page.eval_on_selector_all("table.rows-and-columns td.col-unit", "els => els.map(e => Number(e.innerText))") == [0]
+    assert "gamma_p=0.01" in page.url and "alpha_lo=0.5" in page.url
     page.close()
 
 
@@ -245,7 +258,7 @@ def test_neuron_page_has_contact_sheet_and_chart(site, browser):
     page.wait_for_function("[...document.querySelectorAll('img.figure')].every(e => e.complete)")
     assert page.eval_on_selector_all("img.figure", "els => els.map(e => e.naturalWidth)") == [
         w for w in page.eval_on_selector_all("img.figure", "els => els.map(e => e.naturalWidth)") if w > 0]
-    assert page.locator("img.figure").count() == 4
+    assert page.locator("img.figure").count() == len(plots.FIGURES) == 5
     shot(page, "model-page")
     page.close()
 
