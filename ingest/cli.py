@@ -541,7 +541,8 @@ def plot(
     model: str = MODEL_NAME, dataset: Optional[str] = DATASET, catalog: Path = CATALOG,
     out_dir: Path = typer.Option(Path("plots"), help="Folder for the PNG files."),
 ):
-    """The papers' figures for a model as PNG files: α/γ bins per layer, hues, ranked curves, MF degree."""
+    """The papers' figures for a model as PNG files: α/γ bins per layer, hues, ranked curves, MF degree,
+    orientation and symmetry shares per layer."""
     import catalog as cat_lib
     from catalog.plots import write_figures
 
