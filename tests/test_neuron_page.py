@@ -97,10 +97,18 @@ def test_a_neuron_with_orientation_data_shows_its_polar_plot_bars_and_intervals(
     page.close()
 
 
-def test_bar_detector_polar_plot_is_its_tuning_curve(site):
-    """The polar plot is drawn from the neuron's 24 rows: orientation.png for a neuron without them is a 404."""
+def test_the_polar_plot_is_drawn_from_the_neurons_tuning_rows(site):
+    """orientation.png is plots.orientation_tuning_chart of the neuron's 24 rows of orientation_tuning (the
+    bar detector's: r(0) = r(180) = 1, r(90) = 0); a neuron without rows gets a 404, not an empty plot."""
+    from catalog import plots
+
+    with catalog.open(site["path"], read_only=True) as cat:
+        rows = cat.rows(plots.ORIENTATION_TUNING_SQL, ["kernels", "data", "0", BAR])
+    curve = {angle: r for angle, r, _ in rows}
+    assert len(curve) == 24 and curve[0] == 1.0 and curve[180] == pytest.approx(1.0, abs=1e-6)
+    assert curve[90] == pytest.approx(0.0, abs=1e-6)
     status, body = get(f"{site['base']}/-/neuron/orientation.png?model=kernels&dataset=data&layer=0&unit={BAR}")
-    assert status == 200 and Image.open(io.BytesIO(body)).size[0] > 100
+    assert status == 200 and body == plots.orientation_tuning_chart(rows)
     with pytest.raises(Exception, match="404"):
         get(f"{site['base']}/-/neuron/orientation.png?model=plain&dataset=data&layer=0&unit={BAR}")
 
