@@ -28,7 +28,7 @@ from ingest.models import load_model
 from ingest.network import Network, image_batches, network_pass
 from ingest.pipeline import IngestOptions, ingest
 from ingest.record import record, scan_state
-from ingest.runningstats import TopK
+from ingest.runningstats import TopK, TopKGroup
 from ingest.taps import LayerTap
 
 
@@ -101,12 +101,13 @@ def tally(network, layers, batch, steps, k, kind):
     """Forward passes of one resident batch, with the layers' maxima folded by ``kind``."""
     ids = torch.arange(len(batch), device=network.device)
     tops = {}
+    group = TopKGroup()  # every layer folds in one go, as in the scan
 
     def fold(name, out):
         values, positions = out.flatten(2).max(dim=2)
         if kind == "ours":
             if name not in tops:
-                tops[name] = TopK(values.shape[1], k, network.device)
+                tops[name] = TopK(values.shape[1], k, network.device, group=group)
             tops[name].update(values.float(), ids, positions)
         elif kind == "netdissect":
             tops.setdefault(name, NetdissectTopK(k)).add(values.float(), ids)

@@ -14,6 +14,9 @@ import torch.nn.functional as F
 from .receptive_field import ReceptiveField
 from .significance import shrink_crops
 
+# Crops are summed in chunks small enough to stay in the CPU caches between the gather and the sums.
+CHUNK_BYTES = 4 << 20
+
 
 @dataclass
 class CropPlan:
@@ -176,13 +179,12 @@ def gather_crops(p: CropPlan, batch: torch.Tensor, batch_ids: torch.Tensor, fill
     h, w = batch.shape[2:]
     padded = fill.view(1, 3, 1, 1).expand(batch.shape[0], 3, h + 2 * s, w + 2 * s).clone()
     padded[:, :, s:s + h, s:s + w] = batch
-    offsets = torch.arange(s, device=device)
     tops = torch.floor(p.tops[idx].double() * scale + 0.5).long().to(device) + s
     lefts = torch.floor(p.lefts[idx].double() * scale + 0.5).long().to(device) + s
-    chunk = max(1, (64 << 20) // (3 * s * s))
+    # Every s×s window as a view (no copy); indexing it copies whole rows, so crops come out
+    # contiguous, which the sums that follow need to run at memory speed.
+    windows = padded.unfold(2, s, 1).unfold(3, s, 1)  # (B, 3, H', W', s, s)
+    chunk = max(1, CHUNK_BYTES // (4 * 3 * s * s))
     for start in range(0, len(idx), chunk):
-        b = slot[start:start + chunk]
-        rows = tops[start:start + chunk].unsqueeze(1) + offsets          # (E, s)
-        cols = lefts[start:start + chunk].unsqueeze(1) + offsets
-        crops = padded[b.view(-1, 1, 1), :, rows.unsqueeze(2), cols.unsqueeze(1)]  # (E, s, s, 3)
-        yield idx[start:start + chunk], crops.permute(0, 3, 1, 2)
+        end = start + chunk
+        yield idx[start:end], windows[slot[start:end], :, tops[start:end], lefts[start:end]]

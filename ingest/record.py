@@ -25,7 +25,7 @@ from .data import LabelledImages
 from .errors import UsageError
 from .models import weights_digest
 from .network import Batch, Network, image_batches, network_pass
-from .runningstats import ClassMean, TopK
+from .runningstats import ClassMean, TopK, TopKGroup
 
 
 class Reducer(Protocol):
@@ -49,8 +49,9 @@ def as_maps(output: torch.Tensor, layer: str) -> torch.Tensor:
 class TopImages:
     """Per neuron of one layer: the top-N images by the spatial maximum, and where it was (docs/science.md §1)."""
 
-    def __init__(self, layer: str, k: int, device: torch.device | str = "cpu"):
+    def __init__(self, layer: str, k: int, device: torch.device | str = "cpu", group: TopKGroup | None = None):
         self.layer, self.k, self.device = layer, k, torch.device(device)
+        self.group = group  # the scan's layers fold their top-N together (runningstats.TopKGroup)
         self.shape: tuple[int, int, int] | None = None  # (channels, h, w) of the layer's output
         self.top: TopK | None = None
 
@@ -58,7 +59,7 @@ class TopImages:
         maps = as_maps(output, self.layer)
         if self.top is None:
             self.shape = tuple(maps.shape[1:])
-            self.top = TopK(self.shape[0], self.k, self.device)
+            self.top = TopK(self.shape[0], self.k, self.device, group=self.group)
         values, positions = maps.flatten(2).max(dim=2)
         self.top.update(values.float(), batch.ids, positions)
 
@@ -66,7 +67,7 @@ class TopImages:
         if other.top is None:
             return
         if self.top is None:
-            self.shape, self.top = other.shape, TopK(other.top.channels, self.k, self.device)
+            self.shape, self.top = other.shape, TopK(other.top.channels, self.k, self.device, group=self.group)
         self.top.merge(other.top)
 
     def state_dict(self) -> dict:
@@ -74,7 +75,9 @@ class TopImages:
 
     def load_state_dict(self, state: dict) -> None:
         self.shape = tuple(int(v) for v in state["shape"]) or None
-        self.top = TopK.from_state_dict(state["top"], self.device) if state["top"] else None
+        if self.top is not None and self.group is not None:
+            self.group.leave(self.top)
+        self.top = TopK.from_state_dict(state["top"], self.device, self.group) if state["top"] else None
 
     def result(self) -> TopK | None:
         return self.top
@@ -303,7 +306,8 @@ def scan_state(layers: list[str], top_n: int, images: LabelledImages, hierarchy_
     colour sum and image count, the unreadable images; ``extra`` adds more."""
     class_index = {c: i for i, c in enumerate(images.classes)}
     label_ids = torch.tensor([class_index[label] for label in images.labels], dtype=torch.int64, device=device)
-    reducers: dict[str, Reducer] = {f"top:{name}": TopImages(name, top_n, device) for name in layers}
+    group = TopKGroup()
+    reducers: dict[str, Reducer] = {f"top:{name}": TopImages(name, top_n, device, group) for name in layers}
     reducers["class_means"] = ClassMeans(hierarchy_layer, label_ids, len(class_index), device, per_image, chunk)
     reducers["colour"] = ColourSum(device, per_image)
     reducers["errors"] = ErrorLog()

@@ -39,7 +39,8 @@ class TopK:
     (value, image) pair totally, so the result is the same whenever the fold happens.
     """
 
-    def __init__(self, channels: int, k: int, device: torch.device | str = "cpu", buffer: int | None = None):
+    def __init__(self, channels: int, k: int, device: torch.device | str = "cpu", buffer: int | None = None,
+                 group: "TopKGroup | None" = None):
         self.k = k
         self.buffer = max(k, 256) if buffer is None else buffer
         self._values = torch.full((channels, k), float("-inf"), device=device)
@@ -48,6 +49,9 @@ class TopK:
         self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._pending_n = 0
         self.count = 0  # images seen
+        self.group = None
+        if group is not None:
+            group.join(self)
 
     @property
     def channels(self) -> int:
@@ -74,10 +78,18 @@ class TopK:
                               positions.to(torch.int32)))
         self._pending_n += values.shape[0]
         self.count += values.shape[0]
-        if self._pending_n >= self.buffer:
+        if self.group is not None:
+            self.group.fold_when_full()
+        elif self._pending_n >= self.buffer:
             self._flush()
 
     def _flush(self) -> None:
+        if self.group is not None:
+            self.group.fold()
+        else:
+            self._flush_alone()
+
+    def _flush_alone(self) -> None:
         if not self._pending:
             return
         values = torch.cat([v for v, _, _ in self._pending]).t()
@@ -98,30 +110,15 @@ class TopK:
         values = torch.cat([self._values, values.to(self._values.dtype)], dim=1)
         image_ids = torch.cat([self._image_ids, image_ids], dim=1)
         positions = torch.cat([self._positions, positions], dim=1)
-        key = _order_key(values, image_ids)
-        if dedupe:
-            # Same image twice in one channel: keep one copy (equal keys sort side by side).
-            key, order = key.sort(dim=1, descending=True)
-            dup = torch.zeros_like(key, dtype=torch.bool)
-            dup[:, 1:] = (key[:, 1:] == key[:, :-1]) & (image_ids.gather(1, order)[:, 1:] >= 0)
-            key = key.masked_fill(dup, torch.iinfo(torch.int64).min)
-            values, image_ids, positions = (t.gather(1, order) for t in (values, image_ids, positions))
-        k = min(self.k, key.shape[1])
-        _, top = key.topk(k, dim=1, largest=True, sorted=True)
-        self._values = values.gather(1, top)
-        self._image_ids = image_ids.gather(1, top)
-        self._positions = positions.gather(1, top)
-        if dedupe:
-            self._values = self._values.masked_fill(
-                key.gather(1, top) == torch.iinfo(torch.int64).min, float("-inf"))
-            self._image_ids = self._image_ids.masked_fill(torch.isneginf(self._values), NO_IMAGE)
+        self._values, self._image_ids, self._positions = _keep_top(self.k, values, image_ids, positions, dedupe)
         self.count += count
 
     def result(self) -> dict[str, torch.Tensor]:
         return {"values": self.values, "image_ids": self.image_ids, "positions": self.positions}
 
     def state_dict(self) -> dict:
-        return {"k": self.k, "count": self.count, **{n: t.cpu() for n, t in self.result().items()}}
+        # clone: after a group fold the tensors are views of all layers' storage, which torch.save would keep whole
+        return {"k": self.k, "count": self.count, **{n: t.cpu().clone() for n, t in self.result().items()}}
 
     def load_state_dict(self, state: dict) -> None:
         device = self._values.device
@@ -132,11 +129,81 @@ class TopK:
         self._positions = state["positions"].to(device)
 
     @classmethod
-    def from_state_dict(cls, state: dict, device="cpu") -> "TopK":
-        stat = cls(state["values"].shape[0], int(state["k"]), device)
+    def from_state_dict(cls, state: dict, device="cpu", group: "TopKGroup | None" = None) -> "TopK":
+        stat = cls(state["values"].shape[0], int(state["k"]), device, group=group)
         stat.load_state_dict(state)
         return stat
 
+
+
+def _keep_top(k: int, values: torch.Tensor, image_ids: torch.Tensor, positions: torch.Tensor, dedupe: bool):
+    """Per row, the ``k`` columns of largest (value, lower image id) key, sorted by rank."""
+    key = _order_key(values, image_ids)
+    if dedupe:
+        # Same image twice in one channel: keep one copy (equal keys sort side by side).
+        key, order = key.sort(dim=1, descending=True)
+        dup = torch.zeros_like(key, dtype=torch.bool)
+        dup[:, 1:] = (key[:, 1:] == key[:, :-1]) & (image_ids.gather(1, order)[:, 1:] >= 0)
+        key = key.masked_fill(dup, torch.iinfo(torch.int64).min)
+        values, image_ids, positions = (t.gather(1, order) for t in (values, image_ids, positions))
+    _, top = key.topk(min(k, key.shape[1]), dim=1, largest=True, sorted=True)
+    values, image_ids, positions = values.gather(1, top), image_ids.gather(1, top), positions.gather(1, top)
+    if dedupe:
+        values = values.masked_fill(key.gather(1, top) == torch.iinfo(torch.int64).min, float("-inf"))
+        image_ids = image_ids.masked_fill(torch.isneginf(values), NO_IMAGE)
+    return values, image_ids, positions
+
+
+class TopKGroup:
+    """``TopK``s fed the same images (one per layer of a scan) fold their buffers together.
+
+    Their channels are stacked so one key tensor, one ``topk`` and three gathers serve every layer
+    at once, instead of one set of kernels per layer: on a GPU the per-layer kernels of a deep
+    network cost more in launches than in work. Rows are independent, so each member ends exactly
+    as if it had folded alone. Members must share ``k`` and device; a member whose buffer does not
+    hold the same images as the others (never in a scan) folds alone.
+    """
+
+    def __init__(self):
+        self.members: list[TopK] = []
+
+    def join(self, top: TopK) -> None:
+        top.group = self
+        self.members.append(top)
+
+    def leave(self, top: TopK) -> None:
+        top._flush()
+        self.members = [m for m in self.members if m is not top]
+        top.group = None
+
+    def fold_when_full(self) -> None:
+        # Layers of one batch arrive one after the other: fold once the last of them is in.
+        if all(m._pending_n >= m.buffer for m in self.members):
+            self.fold()
+
+    def fold(self) -> None:
+        members = [m for m in self.members if m._pending]
+        if not members:
+            return
+        first = members[0]
+        together = [m for m in members if m.k == first.k and m._values.device == first._values.device
+                    and len(m._pending) == len(first._pending)
+                    and all(a[1] is b[1] or torch.equal(a[1], b[1]) for a, b in zip(m._pending, first._pending))]
+        for m in members:
+            if not any(m is t for t in together):
+                m._flush_alone()
+        ids = torch.cat([i for _, i, _ in first._pending])
+        values = torch.cat([torch.cat([m._values for m in together]),
+                            torch.cat([torch.cat([v for v, _, _ in m._pending]) for m in together], 1).t()], 1)
+        positions = torch.cat([torch.cat([m._positions for m in together]),
+                               torch.cat([torch.cat([p for _, _, p in m._pending]) for m in together], 1).t()], 1)
+        state_ids = torch.cat([m._image_ids for m in together])
+        image_ids = torch.cat([state_ids, ids.view(1, -1).expand(len(state_ids), -1)], 1)
+        values, image_ids, positions = _keep_top(first.k, values, image_ids, positions, dedupe=False)
+        sizes = [m.channels for m in together]
+        for m, v, i, p in zip(together, values.split(sizes), image_ids.split(sizes), positions.split(sizes)):
+            m._values, m._image_ids, m._positions = v, i, p
+            m._pending, m._pending_n = [], 0
 
 
 class ClassMean:

@@ -1,6 +1,6 @@
 import torch
 
-from ingest.runningstats import NO_IMAGE, TopK
+from ingest.runningstats import NO_IMAGE, TopK, TopKGroup
 
 
 def brute_force(values, k):
@@ -76,3 +76,41 @@ def test_buffered_folds_equal_folding_every_batch():
         assert top.image_ids.tolist() == expected
         assert torch.equal(top.values, runs[0].values) and torch.equal(top.positions, runs[0].positions)
         assert top.count == 300
+
+
+def test_layers_folded_together_equal_each_folded_alone():
+    """A TopKGroup stacks its members' channels for one key and one topk: every member ends exactly
+    as it would alone, ties included, whatever the batch sizes and however often it folds."""
+    g = torch.Generator().manual_seed(3)
+    widths = (7, 1, 20)
+    streams = [torch.randint(-2, 3, (300, c), generator=g).float() for c in widths]  # many ties
+    positions = [torch.randint(0, 49, (300, c), generator=g) for c in widths]
+    group = TopKGroup()
+    together = [TopK(c, 12, buffer=40, group=group) for c in widths]
+    alone = [TopK(c, 12, buffer=1) for c in widths]
+    start = 0
+    while start < 300:
+        stop = min(300, start + int(torch.randint(1, 30, (1,), generator=g)))
+        ids = torch.arange(start, stop)
+        for tops in (together, alone):
+            for t, v, p in zip(tops, streams, positions):
+                t.update(v[start:stop], ids, p[start:stop])
+        start = stop
+    for t, a, v in zip(together, alone, streams):
+        assert t.image_ids.tolist() == brute_force(v, 12)
+        assert torch.equal(t.values, a.values) and torch.equal(t.positions, a.positions) and t.count == 300
+    # A member fed other images than the rest folds alone and stays right.
+    odd = TopK(3, 5, buffer=2, group=group)
+    odd.update(torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([400]), torch.zeros(1, 3, dtype=torch.int64))
+    together[0].update(streams[0][:1] + 10, torch.tensor([401]), positions[0][:1])
+    assert odd.image_ids[:, 0].tolist() == [400, 400, 400]
+    assert together[0].image_ids[:, 0].tolist() == [401] * 7
+
+
+def test_state_of_a_grouped_member_holds_only_its_own_channels():
+    group = TopKGroup()
+    small, big = TopK(2, 4, group=group), TopK(5000, 4, group=group)
+    for t in (small, big):
+        t.update(torch.rand(3, t.channels), torch.arange(3), torch.zeros(3, t.channels, dtype=torch.int64))
+    state = small.state_dict()
+    assert state["values"].untyped_storage().nbytes() == 2 * 4 * 4  # not the 5,002 stacked rows
