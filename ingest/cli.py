@@ -100,9 +100,10 @@ def ingest(
     shard: Optional[str] = typer.Option(None, help="Scan only shard i/n of the images (e.g. 3/16, by image id) and "
                                                    "write its state to --out; finish with `neurocat merge`."),
     out: Optional[Path] = typer.Option(None, help="Folder for a shard's state (with --shard)."),
-    self_activation: bool = typer.Option(True, "--self-activation/--no-self-activation",
-                                         help="Compute the NF self-activation: one forward pass of a probe image "
-                                              "per live neuron (cheap on a GPU, the longest phase on a CPU)."),
+    self_activation: Optional[bool] = typer.Option(None, "--self-activation/--no-self-activation",
+                                                   help="Compute the NF self-activation: one forward pass of a "
+                                                        "probe image per live neuron. Default: on with a GPU, off "
+                                                        "on a CPU (where it can take longer than the scan)."),
     ica: bool = typer.Option(False, "--ica", help="Also compute ICA components of every neuron's top crops "
                                                   "(slower; or later with `neurocat analyze ica`)."),
     autocast: Optional[str] = typer.Option(None, "--autocast", help="Run the scan under bfloat16 or float16 "

@@ -139,7 +139,7 @@ def index_scan(network: Network, images: LabelledImages, catalog_path: Path, mod
     lap("receptive_fields")
     features, late_errors = neuron_features(network, images, state, fields, options)
     lap("crops")
-    if options.self_activation:
+    if options.wants_self_activation():
         self_activations(network, state, features, fields, options)
     lap("self_activation")
     types = {n: type(m).__name__ for n, m in network.module.named_modules()}

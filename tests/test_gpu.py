@@ -11,7 +11,7 @@ from ingest.cli import app
 pytestmark = pytest.mark.gpu
 runner = CliRunner()
 COMMON = ["--model", "tests.planted:planted", "--layers", "0", "--image-size", "32", "--workers", "0", "-q",
-          "--top-n", "12", "--batch-size", "4"]
+          "--top-n", "12", "--batch-size", "4", "--self-activation"]  # on both devices (its default is by device)
 
 
 def invoke(*args):
@@ -85,3 +85,9 @@ def test_every_catalogue_command_runs_on_cuda(tmp_path, planted_folder):
     assert rows(path, "SELECT count(*) FROM ica_components")[0][0] > 0
     assert rows(path, "SELECT count(*) FROM visualizations")[0][0] > 0
     assert rows(path, "SELECT count(*) FROM probe_activations")[0][0] == 3
+
+
+def test_self_activation_is_on_by_default_on_cuda():
+    from ingest.options import IngestOptions
+
+    assert IngestOptions(device="cuda").wants_self_activation()

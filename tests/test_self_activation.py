@@ -27,8 +27,11 @@ def test_the_nf_is_pasted_at_the_centre_field_and_clipped():
 
 def test_red_detector_answers_its_own_nf_and_a_dead_neuron_has_none(tmp_path, planted_folder, planted_model,
                                                                     fast_options):
+    import dataclasses
+
     path = tmp_path / "c.duckdb"
-    ingest(planted_model, open_images(planted_folder), path, "p", ["0"], fast_options)
+    ingest(planted_model, open_images(planted_folder), path, "p", ["0"],
+           dataclasses.replace(fast_options, self_activation=True))
     with catalog.open(path, read_only=True) as cat:
         values = dict(cat.rows("SELECT unit, nf_self_activation FROM neurons"))
         stored = cat.rows("SELECT count(*) FROM neuron_indexes WHERE \"index\" = 'nf_self_activation' "
@@ -36,6 +39,14 @@ def test_red_detector_answers_its_own_nf_and_a_dead_neuron_has_none(tmp_path, pl
     # Every red top image holds the same 3×3 square, so the NF is that square and scores a_max.
     assert values[RED] > 0.95 and values[RED] < 1.05
     assert values[DEAD] is None and stored == 2
+
+
+def test_off_by_default_on_a_cpu_and_on_when_asked(fast_options):
+    from ingest.options import IngestOptions
+
+    assert fast_options.self_activation is None and not fast_options.wants_self_activation()  # device cpu
+    assert IngestOptions(device="cpu", self_activation=True).wants_self_activation()
+    assert not IngestOptions(device="cpu", self_activation=False).wants_self_activation()
 
 
 def test_the_pass_can_be_switched_off(tmp_path, planted_folder, planted_model, fast_options):
