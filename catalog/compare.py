@@ -46,6 +46,26 @@ def compare(cat: Catalog, model_a: str, model_b: str, dataset: str | None = None
                WHERE l.model = ? AND l.dataset = ?
                GROUP BY l.layer, l.layer_index, l.channels, l.n_dead, v.layer_b ORDER BY l.layer_index""",
             [ds, a, b, a, ds])
+    for a, b in ((model_a, model_b), (model_b, model_a)):
+        by_activation = cat.query(
+            """WITH best AS (SELECT layer_a, AVG(correlation) AS mean_r, COUNT(*) AS matched FROM unit_matches
+                             WHERE dataset = ? AND model_a = ? AND model_b = ? AND kind = 'best' GROUP BY layer_a),
+                    pairs AS (SELECT layer_a, layer_b, AVG(correlation) AS mean_r,
+                              SUM(CASE WHEN correlation > ? THEN 1 ELSE 0 END) AS above FROM unit_matches
+                              WHERE dataset = ? AND model_a = ? AND model_b = ? AND kind = 'one_to_one'
+                              GROUP BY layer_a, layer_b),
+                    cka AS (SELECT layer_a, layer_b, cka, ROW_NUMBER() OVER (PARTITION BY layer_a
+                            ORDER BY cka DESC NULLS LAST, layer_b) AS position FROM layer_cka
+                            WHERE dataset = ? AND model_a = ? AND model_b = ?)
+               SELECT l.layer AS layer, best.matched, round(best.mean_r, 3) AS mean_best_r,
+                      pairs.layer_b AS one_to_one_layer, round(pairs.mean_r, 3) AS mean_one_to_one_r,
+                      pairs.above AS one_to_one_above, cka.layer_b AS most_similar_layer, round(cka.cka, 3) AS cka
+               FROM layers l JOIN best ON best.layer_a = l.layer
+               LEFT JOIN pairs ON pairs.layer_a = l.layer LEFT JOIN cka ON cka.layer_a = l.layer AND cka.position = 1
+               WHERE l.model = ? AND l.dataset = ? ORDER BY l.layer_index, pairs.layer_b""",
+            [ds, a, b, MATCH_THRESHOLD, ds, a, b, ds, a, b, a, ds])
+        if by_activation.num_rows:
+            out[f"{a} -> {b} by activation (r, CKA)"] = by_activation
     return out
 
 
@@ -248,3 +268,85 @@ def layer_cka(acts_a: Mapping[str, np.ndarray], acts_b: Mapping[str, np.ndarray]
     columns = ("model_a", "layer_a", "model_b", "layer_b", "cka", "estimator", "n_images")
     types = (pa.string(), pa.string(), pa.string(), pa.string(), pa.float64(), pa.string(), pa.int32())
     return pa.table({c: pa.array([r[k] for r in rows], t) for k, (c, t) in enumerate(zip(columns, types))})
+
+
+# --- The catalogue's side: read the kept activations, match, store ---------------------------------------
+
+MEASURES = ("max", "mean")
+
+
+def kept_activations(cat: Catalog, model: str, dataset: str, layers: list[str] | None = None,
+                     measure: str = "max") -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(probe image ids ascending, layer -> (images × units) float32) from ``image_activations``,
+    layers in model order. No rows (ingested with --keep-activations 0) or an unknown layer is a ValueError."""
+    if measure not in MEASURES:
+        raise ValueError(f"--measure must be one of {', '.join(MEASURES)}, not {measure!r}")
+    held = [r[0] for r in cat.con.execute(
+        "SELECT l.layer FROM layers l WHERE l.model = ? AND l.dataset = ? AND EXISTS (SELECT 1 FROM image_activations a "
+        "WHERE a.model = l.model AND a.dataset = l.dataset AND a.layer = l.layer) ORDER BY l.layer_index",
+        [model, dataset]).fetchall()]
+    if not held:
+        raise ValueError(f"{model!r} on {dataset!r} kept no per-image activations (ingested with --keep-activations 0 "
+                         f"or before it existed): re-ingest it with --keep-activations K")
+    unknown = [layer for layer in layers or [] if layer not in held]
+    if unknown:
+        raise ValueError(f"unknown layer{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} of {model!r}; "
+                         f"valid: {', '.join(held)}")
+    ids = None
+    acts = {}
+    for layer in layers or held:
+        t = cat.query(f'SELECT unit, image_id, "{measure}" AS v FROM image_activations WHERE model = ? AND dataset = ? '
+                      "AND layer = ?", [model, dataset, layer])
+        units, images = t.column("unit").to_numpy(), t.column("image_id").to_numpy()
+        layer_ids = np.unique(images)
+        if ids is None:
+            ids = layer_ids
+        elif not np.array_equal(ids, layer_ids):
+            raise ValueError(f"{model!r} kept different images in different layers; re-ingest it")
+        x = np.full((len(ids), units.max() + 1), np.nan, np.float32)
+        x[np.searchsorted(ids, images), units] = t.column("v").to_numpy(zero_copy_only=False)
+        acts[layer] = x
+    return ids, acts
+
+
+def match_activations(cat: Catalog, model_a: str, model_b: str, dataset: str | None = None,
+                      layers_a: list[str] | None = None, layers_b: list[str] | None = None, measure: str = "max",
+                      estimator: str = "auto", block: int = 2048, batch: int = 512,
+                      matmul: Matmul | None = None) -> dict[str, int]:
+    """Match two models by their kept activations (`neurocat compare --activations`): ``unit_matches``
+    and ``layer_cka`` (A × B, A × A, B × B) computed and stored in one transaction, replacing
+    this pair's earlier rows. Returns rows written per table. Both models must have kept the same
+    probe images; docs/science.md §23."""
+    ds = shared_dataset(cat, model_a, model_b, dataset)
+    ids_a, acts_a = kept_activations(cat, model_a, ds, layers_a, measure)
+    ids_b, acts_b = kept_activations(cat, model_b, ds, layers_b, measure)
+    if not np.array_equal(ids_a, ids_b):
+        shared = len(np.intersect1d(ids_a, ids_b))
+        raise ValueError(f"{model_a!r} and {model_b!r} did not keep the same probe images on {ds!r} ({len(ids_a)} and "
+                         f"{len(ids_b)} images, {shared} shared): re-ingest them with the same --keep-activations")
+    if len(ids_a) < 4:
+        raise ValueError(f"matching needs at least 4 probe images; {model_a!r} kept {len(ids_a)}")
+    extra = {"dataset": ds, "measure": measure, "n_images": len(ids_a)}
+    tables = {"unit_matches": unit_matches(acts_a, acts_b, model_a, model_b, block=block, matmul=matmul),
+              "layer_cka": layer_cka(acts_a, acts_b, model_a, model_b, estimator, batch, within=True, matmul=matmul)}
+    con = cat.con
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("DELETE FROM unit_matches WHERE dataset = ? AND ((model_a = ? AND model_b = ?) OR "
+                    "(model_a = ? AND model_b = ?))", [ds, model_a, model_b, model_b, model_a])
+        con.execute("DELETE FROM layer_cka WHERE dataset = ? AND ((model_a = ? AND model_b = ?) OR (model_a = ? AND "
+                    "model_b = ?) OR (model_a = model_b AND model_a IN (?, ?)))",
+                    [ds, model_a, model_b, model_b, model_a, model_a, model_b])
+        for name, table in tables.items():
+            for column, value in extra.items():
+                if column not in table.column_names:
+                    table = table.append_column(column, pa.array([value] * table.num_rows))
+            con.register("_incoming", table)
+            columns = ", ".join(f'"{c}"' for c in table.column_names)
+            con.execute(f"INSERT INTO {name} ({columns}) SELECT {columns} FROM _incoming")
+            con.unregister("_incoming")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return {name: t.num_rows for name, t in tables.items()}
