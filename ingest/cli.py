@@ -564,12 +564,21 @@ def migrate(catalog: Path = typer.Argument(..., help="DuckDB catalogue file writ
 def plot(
     model: str = MODEL_NAME, dataset: Optional[str] = DATASET, catalog: Path = CATALOG,
     out_dir: Path = typer.Option(Path("plots"), help="Folder for the PNG files."),
+    compare: Optional[str] = typer.Option(None, "--compare", help="Another model: write the CKA heatmap of the "
+                                          "two models' layers instead (after `neurocat compare --activations`)."),
 ):
-    """The papers' figures for a model as PNG files: α/γ bins per layer, hues, ranked curves, MF degree."""
+    """The papers' figures for a model as PNG files: α/γ bins per layer, hues, ranked curves, MF degree;
+    with --compare, the layer CKA heatmap against another model."""
     import catalog as cat_lib
-    from catalog.plots import write_figures
+    from catalog.plots import write_cka, write_figures
 
     with cat_lib.open(catalog, read_only=True) as cat:
+        if compare:
+            try:
+                typer.echo(str(write_cka(cat, model, compare, dataset, out_dir)))
+            except ValueError as exc:
+                _fail(exc)
+            return
         for path in write_figures(cat, model, dataset, out_dir):
             typer.echo(str(path))
 

@@ -67,11 +67,17 @@ async def neuron_page(datasette, request):
     classes = await _rows(datasette, plots.CLASS_FREQUENCIES_SQL, list(key))
     pictures = await _rows(datasette, "SELECT kind, rank, image_id, value FROM visualizations WHERE model = ? "
                                       "AND dataset = ? AND layer = ? AND unit = ? ORDER BY kind, rank", list(key))
+    partners = await _rows(datasette, "SELECT m.model_b, m.layer_b, m.unit_b, m.correlation, m.kind FROM unit_matches m "
+                                      "WHERE m.dataset = ? AND m.model_a = ? AND m.layer_a = ? AND m.unit_a = ? "
+                                      "AND m.model_b <> m.model_a ORDER BY m.model_b, m.kind, m.correlation DESC",
+                           [key[1], key[0], key[2], key[3]])
     query = urlencode(dict(zip(("model", "dataset", "layer", "unit"), map(str, key))))
     link = lambda unit: "/-/neuron?" + urlencode({"model": key[0], "dataset": key[1], "layer": key[2], "unit": unit})  # noqa: E731
     return Response.html(await datasette.render_template("neuron.html", {
         "neuron": neuron, "query": query, "similar": [(u, p, e, link(u)) for u, p, e in similar],
         "classes": classes, "key": key,
+        "partners": [(m, layer, unit, r, kind, _neuron_href(m, key[1], layer, unit),
+                      _neuron_href(m, key[1], layer, unit, "/-/neuron/nf.png")) for m, layer, unit, r, kind in partners],
         "optimised": [(kind, value) for kind, _, _, value in pictures if kind != "gradcam"],
         "gradcams": [(rank, image_id, value) for kind, rank, image_id, value in pictures if kind == "gradcam"]},
         request=request))
@@ -128,8 +134,9 @@ async def model_page(datasette, request):
     layers = await _rows(datasette, "SELECT layer, channels, rf_size, n_dead, mean_alpha, mean_gamma, "
                                     "color_selective_fraction FROM layer_summary WHERE model = ? AND dataset = ? "
                                     "ORDER BY layer_index", list(chosen or ("", "")))
+    others = [r[0] for r in await _rows(datasette, plots.CKA_OTHERS_SQL, list(chosen or ("", "")))]
     return Response.html(await datasette.render_template("model.html", {
-        "runs": runs, "chosen": chosen, "layers": layers, "figures": list(plots.FIGURES),
+        "runs": runs, "chosen": chosen, "layers": layers, "figures": list(plots.FIGURES), "cka_others": others,
         "captions": plots.FIGURE_CAPTIONS,
         "encode": lambda **kw: urlencode(kw), "database": _db(datasette).name}, request=request))
 
@@ -141,6 +148,13 @@ async def model_plot(datasette, request):
     sql, draw = plots.FIGURES[name]
     rows = await _rows(datasette, sql, [model, dataset])
     return _png(await asyncio.to_thread(draw, rows))
+
+
+async def cka_png(datasette, request):
+    """The layer CKA heatmap of two models on one data set (?model, other, dataset)."""
+    model, other, dataset = (request.args.get(k) for k in ("model", "other", "dataset"))
+    rows = await _rows(datasette, plots.CKA_SQL, [model, other, dataset]) if model and other and dataset else []
+    return _png(await asyncio.to_thread(plots.cka_heatmap, rows, model, other) if rows else None)
 
 
 async def crop_png(datasette, request):
@@ -213,6 +227,7 @@ def register_routes():
         (r"^/-/neuron/classes\.png$", classes_png),
         (r"^/-/model$", model_page),
         (r"^/-/model/plot\.png$", model_plot),
+        (r"^/-/model/cka\.png$", cka_png),
     ]
 
 
