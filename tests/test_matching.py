@@ -171,3 +171,41 @@ def test_independently_seeded_networks_share_little(images):
     assert max(diag(other)) < min(diag(same)) - 0.2
     matches = unit_matches(activations(a, images), activations(b, images), "a", "b").to_pylist()
     assert not [r for r in matches if r["kind"] == "one_to_one" and r["correlation"] > MATCH_THRESHOLD]
+
+
+def torch_matmul(a, b):
+    return (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # host: a test of the hook
+            @ torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32))).numpy()  # host: a test of the hook
+
+
+def test_every_product_goes_through_the_matmul_hook_with_the_same_results(images):
+    from ingest.matching import device_matmul
+
+    assert device_matmul("cpu") is None  # NumPy's BLAS on the CPU
+    calls = []
+
+    def counted(a, b):
+        calls.append(1)
+        return torch_matmul(a, b)
+
+    acts_a, acts_b = activations(net(0), images), activations(net(1), images)
+    for kwargs in ({"estimator": "full"}, {"estimator": "unbiased", "batch": 64}):
+        np.testing.assert_allclose(layer_cka(acts_a, acts_b, matmul=counted, **kwargs).column("cka").to_numpy(),
+                                   layer_cka(acts_a, acts_b, **kwargs).column("cka").to_numpy(), atol=1e-5)
+    hooked, plain = unit_matches(acts_a, acts_b, block=8, matmul=counted), unit_matches(acts_a, acts_b, block=8)
+    assert hooked.drop(["correlation"]).equals(plain.drop(["correlation"]))
+    np.testing.assert_allclose(hooked.column("correlation").to_numpy(), plain.column("correlation").to_numpy(), atol=1e-5)
+    assert calls
+
+
+@pytest.mark.gpu
+def test_the_gpu_gives_the_cpu_matches(images):
+    from ingest.matching import device_matmul
+
+    acts_a, acts_b = activations(net(0), images), activations(net(1), images)
+    cuda = device_matmul("cuda")
+    a, b = unit_matches(acts_a, acts_b, matmul=cuda).to_pylist(), unit_matches(acts_a, acts_b).to_pylist()
+    assert [(r["unit_a"], r["unit_b"], r["kind"]) for r in a] == [(r["unit_a"], r["unit_b"], r["kind"]) for r in b]
+    np.testing.assert_allclose([r["correlation"] for r in a], [r["correlation"] for r in b], atol=1e-4)
+    np.testing.assert_allclose(layer_cka(acts_a, acts_b, matmul=cuda, batch=64).column("cka").to_numpy(),
+                               layer_cka(acts_a, acts_b, batch=64).column("cka").to_numpy(), atol=1e-4)
