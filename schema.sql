@@ -367,11 +367,11 @@ CREATE TABLE IF NOT EXISTS image_activations (
 CREATE TABLE IF NOT EXISTS unit_matches (
     dataset VARCHAR NOT NULL,        -- the shared data set
     model_a VARCHAR NOT NULL,        -- the model whose unit is matched
-    layer_a VARCHAR NOT NULL,
-    unit_a INTEGER NOT NULL,
+    layer_a VARCHAR NOT NULL,        -- its layer (dotted module name)
+    unit_a INTEGER NOT NULL,         -- its output channel index
     model_b VARCHAR NOT NULL,        -- the model searched
-    layer_b VARCHAR NOT NULL,
-    unit_b INTEGER NOT NULL,
+    layer_b VARCHAR NOT NULL,        -- the matched unit's layer
+    unit_b INTEGER NOT NULL,         -- the matched unit's output channel index
     correlation DOUBLE NOT NULL,     -- Pearson r over the probe images
     kind VARCHAR NOT NULL,           -- best: unit_b is unit_a's most correlated unit of model_b (one-to-many); one_to_one: the assignment of a layer pair
     measure VARCHAR NOT NULL,        -- max or mean: which per-image activation was correlated
@@ -382,10 +382,10 @@ CREATE TABLE IF NOT EXISTS unit_matches (
 -- Linear CKA of every layer pair of two models, and of each model with itself (docs/science.md §23).
 CREATE TABLE IF NOT EXISTS layer_cka (
     dataset VARCHAR NOT NULL,        -- the shared data set
-    model_a VARCHAR NOT NULL,
-    layer_a VARCHAR NOT NULL,
+    model_a VARCHAR NOT NULL,        -- model name
+    layer_a VARCHAR NOT NULL,        -- a layer of model_a
     model_b VARCHAR NOT NULL,        -- model_a itself for the within-model grid
-    layer_b VARCHAR NOT NULL,
+    layer_b VARCHAR NOT NULL,        -- a layer of model_b
     cka DOUBLE,                      -- 0..1 (the unbiased estimator can stray slightly outside); NULL for a constant layer
     estimator VARCHAR NOT NULL,      -- full (whole-set) or unbiased (mean HSIC_1 over minibatches)
     measure VARCHAR NOT NULL,        -- max or mean
