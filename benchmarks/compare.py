@@ -7,7 +7,8 @@ memory of unit matching and of the full CKA grid (docs/science.md §23).
     python benchmarks/compare.py --layers 20          # the first 20 layers only (a subset on a slow machine)
 
 The activations come from the scan itself (``ImageActivations`` via ``record``, as `neurocat ingest
---keep-activations` keeps them, float16) on the demo stimulus set (2,080 images at 224 px) and are cached
+--keep-activations` keeps them, float16) on the demo stimulus set (2,080 images, at ``--image-size``: the matching's cost does not depend on
+it, only the scan's) and are cached
 in ``--cache`` so a rerun times the matching alone. Peak memory: the largest NumPy allocation total
 during the step (tracemalloc), and on CUDA torch's peak device memory; ru_maxrss for the whole process.
 """

@@ -200,7 +200,7 @@ def _grams(acts: Mapping[str, np.ndarray], rows: np.ndarray, unbiased: bool, mat
     for HSIC₁."""
     out = np.empty((len(acts), len(rows) ** 2), dtype=np.float32)
     for k, x in enumerate(acts.values()):
-        x = np.asarray(x, dtype=np.float32)[rows]
+        x = np.asarray(x)[rows].astype(np.float32)  # only the batch's rows (the kept values are float16)
         x = x - x.mean(axis=0, dtype=np.float64).astype(np.float32)
         gram = np.asarray(matmul(x, np.ascontiguousarray(x.T)), dtype=np.float32)
         if unbiased:
