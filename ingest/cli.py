@@ -567,8 +567,7 @@ def plot(
     compare: Optional[str] = typer.Option(None, "--compare", help="Another model: write the CKA heatmap of the "
                                           "two models' layers instead (after `neurocat compare --activations`)."),
 ):
-    """The papers' figures for a model as PNG files: α/γ bins per layer, hues, ranked curves, MF degree;
-    with --compare, the layer CKA heatmap against another model."""
+    """The papers' figures for a model as PNG files: α/γ bins per layer, hues, ranked curves, MF degree."""
     import catalog as cat_lib
     from catalog.plots import write_cka, write_figures
 

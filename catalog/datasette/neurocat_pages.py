@@ -61,25 +61,26 @@ async def neuron_page(datasette, request):
         return Response.text("no such neuron", status=404)
     neuron = dict(rows[0])
     neuron.pop("nf_png")
+    # its partners in other models on this data set (`neurocat compare --activations`), with their NFs
+    partners = await _rows(datasette, "SELECT m.model_b, m.layer_b, m.unit_b, m.correlation, m.kind FROM unit_matches m "
+                                      "WHERE m.dataset = ? AND m.model_a = ? AND m.layer_a = ? AND m.unit_a = ? "
+                                      "AND m.model_b <> m.model_a ORDER BY m.model_b, m.kind, m.correlation DESC",
+                           [key[1], key[0], key[2], key[3]])
     similar = await _rows(datasette, "SELECT s.unit_b, s.pearson, s.euclidean FROM similarity_pairs s "
                                      "WHERE s.model = ? AND s.dataset = ? AND s.layer = ? AND s.unit_a = ? "
                                      "ORDER BY s.rank", list(key))
     classes = await _rows(datasette, plots.CLASS_FREQUENCIES_SQL, list(key))
     pictures = await _rows(datasette, "SELECT kind, rank, image_id, value FROM visualizations WHERE model = ? "
                                       "AND dataset = ? AND layer = ? AND unit = ? ORDER BY kind, rank", list(key))
-    partners = await _rows(datasette, "SELECT m.model_b, m.layer_b, m.unit_b, m.correlation, m.kind FROM unit_matches m "
-                                      "WHERE m.dataset = ? AND m.model_a = ? AND m.layer_a = ? AND m.unit_a = ? "
-                                      "AND m.model_b <> m.model_a ORDER BY m.model_b, m.kind, m.correlation DESC",
-                           [key[1], key[0], key[2], key[3]])
     query = urlencode(dict(zip(("model", "dataset", "layer", "unit"), map(str, key))))
     link = lambda unit: "/-/neuron?" + urlencode({"model": key[0], "dataset": key[1], "layer": key[2], "unit": unit})  # noqa: E731
     return Response.html(await datasette.render_template("neuron.html", {
         "neuron": neuron, "query": query, "similar": [(u, p, e, link(u)) for u, p, e in similar],
         "classes": classes, "key": key,
-        "partners": [(m, layer, unit, r, kind, _neuron_href(m, key[1], layer, unit),
-                      _neuron_href(m, key[1], layer, unit, "/-/neuron/nf.png")) for m, layer, unit, r, kind in partners],
         "optimised": [(kind, value) for kind, _, _, value in pictures if kind != "gradcam"],
-        "gradcams": [(rank, image_id, value) for kind, rank, image_id, value in pictures if kind == "gradcam"]},
+        "gradcams": [(rank, image_id, value) for kind, rank, image_id, value in pictures if kind == "gradcam"],
+        "partners": [(m, layer, unit, r, kind, _neuron_href(m, key[1], layer, unit),
+                      _neuron_href(m, key[1], layer, unit, "/-/neuron/nf.png")) for m, layer, unit, r, kind in partners]},
         request=request))
 
 
