@@ -1,4 +1,5 @@
-"""Compare two models ingested on the same data set (`neurocat compare`), from the cross-model views."""
+"""Compare two models ingested on the same data set (`neurocat compare`): by their top images, from the
+cross-model views, and by their activations on the same images (unit correlation, layer CKA; docs/science.md §23)."""
 from __future__ import annotations
 
 from typing import Callable, Mapping
@@ -317,6 +318,9 @@ def match_activations(cat: Catalog, model_a: str, model_b: str, dataset: str | N
     and ``layer_cka`` (A × B, A × A, B × B) computed and stored in one transaction, replacing
     this pair's earlier rows. Returns rows written per table. Both models must have kept the same
     probe images; docs/science.md §23."""
+    if model_a == model_b:
+        raise ValueError(f"compare --activations needs two different models, not {model_a!r} twice "
+                         f"(its layer CKA with itself comes with any comparison)")
     ds = shared_dataset(cat, model_a, model_b, dataset)
     ids_a, acts_a = kept_activations(cat, model_a, ds, layers_a, measure)
     ids_b, acts_b = kept_activations(cat, model_b, ds, layers_b, measure)

@@ -108,6 +108,7 @@ def test_independently_seeded_networks_have_no_partner_above_the_threshold(cat_p
     (("a", "fewer"), "did not keep the same probe images"),
     (("a", "perm", "--layers-a", "nope"), "valid: 0, 2, 4"),
     (("a", "perm", "--measure", "median"), "--measure"),
+    (("a", "a"), "two different models"),
 ])
 def test_bad_input_exits_2_with_one_line(cat_path, args, words):
     with catalog.open(cat_path, read_only=True) as cat:
