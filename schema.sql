@@ -349,6 +349,50 @@ CREATE TABLE IF NOT EXISTS symmetry_axes (
     PRIMARY KEY (model, dataset, layer, unit, axis)
 );
 
+-- Each neuron's response to each image of the probe set: the first K images by id (`neurocat ingest
+-- --keep-activations K`), float16 in the run's Parquet file; what `neurocat compare --activations` matches (docs/science.md §23).
+-- One row per (model, dataset, layer, unit, image_id); no key index, as the table is large (K x neurons rows).
+CREATE TABLE IF NOT EXISTS image_activations (
+    model VARCHAR NOT NULL,          -- model name
+    dataset VARCHAR NOT NULL,        -- data set name
+    layer VARCHAR NOT NULL,          -- dotted module name
+    unit INTEGER NOT NULL,           -- output channel index
+    image_id INTEGER NOT NULL,       -- images.image_id (the first K ids of the data set)
+    max REAL NOT NULL,               -- spatial maximum of the unit's map on the image (as in docs/science.md §1), float16 precision
+    mean REAL NOT NULL               -- spatial mean of the unit's map on the image, float16 precision
+);
+
+-- Unit-to-unit matches of two models on one data set by the Pearson r of their image activations
+-- (`neurocat compare --activations`; docs/science.md §23). Both directions are stored.
+CREATE TABLE IF NOT EXISTS unit_matches (
+    dataset VARCHAR NOT NULL,        -- the shared data set
+    model_a VARCHAR NOT NULL,        -- the model whose unit is matched
+    layer_a VARCHAR NOT NULL,        -- its layer (dotted module name)
+    unit_a INTEGER NOT NULL,         -- its output channel index
+    model_b VARCHAR NOT NULL,        -- the model searched
+    layer_b VARCHAR NOT NULL,        -- the matched unit's layer
+    unit_b INTEGER NOT NULL,         -- the matched unit's output channel index
+    correlation DOUBLE NOT NULL,     -- Pearson r over the probe images
+    kind VARCHAR NOT NULL,           -- best: unit_b is unit_a's most correlated unit of model_b (one-to-many); one_to_one: the assignment of a layer pair
+    measure VARCHAR NOT NULL,        -- max or mean: which per-image activation was correlated
+    n_images INTEGER NOT NULL,       -- probe images used
+    PRIMARY KEY (dataset, model_a, layer_a, unit_a, model_b, layer_b, kind)
+);
+
+-- Linear CKA of every layer pair of two models, and of each model with itself (docs/science.md §23).
+CREATE TABLE IF NOT EXISTS layer_cka (
+    dataset VARCHAR NOT NULL,        -- the shared data set
+    model_a VARCHAR NOT NULL,        -- model name
+    layer_a VARCHAR NOT NULL,        -- a layer of model_a
+    model_b VARCHAR NOT NULL,        -- model_a itself for the within-model grid
+    layer_b VARCHAR NOT NULL,        -- a layer of model_b
+    cka DOUBLE,                      -- 0..1 (the unbiased estimator can stray slightly outside); NULL for a constant layer
+    estimator VARCHAR NOT NULL,      -- full (whole-set) or unbiased (mean HSIC_1 over minibatches)
+    measure VARCHAR NOT NULL,        -- max or mean
+    n_images INTEGER NOT NULL,       -- probe images used
+    PRIMARY KEY (dataset, model_a, layer_a, model_b, layer_b)
+);
+
 -- Fixed 0.1-wide bins for the per-layer histograms of Rafegas Fig. 5-6 (portable, no FLOOR()).
 CREATE TABLE IF NOT EXISTS index_bins (
     bin INTEGER NOT NULL,            -- 0..9

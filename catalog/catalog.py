@@ -21,7 +21,10 @@ QUERIES = files("catalog.sql") / "queries"
 RUN_TABLES = ("models", "layers", "units", "neuron_indexes", "top_images", "class_frequencies", "ingest_errors",
               "similarity_pairs", "layer_similarity", "class_vectors", "class_distances", "category_tree",
               "category_mst", "filter_tree_nodes", "filter_tree_edges", "ica_components", "visualizations",
-              "label_selectivity", "label_frequencies", "ablation", "probe_activations", "orientation_tuning", "symmetry_axes")
+              "label_selectivity", "label_frequencies", "ablation", "probe_activations", "orientation_tuning", "symmetry_axes",
+              "image_activations")
+# Rows of two models compared (`neurocat compare --activations`): they go when either model's run is replaced.
+COMPARISON_TABLES = ("unit_matches", "layer_cka")
 DATASET_TABLES = ("datasets", "images", "image_labels", "label_hierarchy")
 
 # Only the catalogue's own schema: a user's `CREATE SCHEMA extra; CREATE TABLE extra.units` is not ours.
@@ -196,6 +199,10 @@ class Catalog(Reading):
                     where += f""" AND "index" IN ({', '.join('?' * len(names)) or 'NULL'})"""
                     params += names
                 con.execute(f"DELETE FROM {quote(table)} WHERE {where}", params)
+            if clear:  # a run replaced: its comparisons with other models no longer hold
+                for table in COMPARISON_TABLES:
+                    con.execute(f"DELETE FROM {table} WHERE dataset = ? AND (model_a = ? OR model_b = ?)",
+                                [dataset, model, model])
             for table, source in tables.items():
                 # A column a user added to one of these tables stays, NULL in the new rows.
                 held, own = self._columns(table), schema_columns().get(table, ())

@@ -399,3 +399,56 @@ def crop_png(root: str, image_size: int, path: str, top: int, left: int, size: i
     buf = io.BytesIO()
     crop.resize((cell, cell), Image.Resampling.BILINEAR).save(buf, format="PNG")
     return buf.getvalue()
+
+
+# Linear CKA of two models' layers (`neurocat compare --activations`; docs/science.md §23): (model, other, dataset).
+CKA_SQL = ("SELECT c.layer_a, c.layer_b, c.cka, c.estimator, c.n_images FROM layer_cka c "
+           "JOIN layers la ON la.model = c.model_a AND la.dataset = c.dataset AND la.layer = c.layer_a "
+           "JOIN layers lb ON lb.model = c.model_b AND lb.dataset = c.dataset AND lb.layer = c.layer_b "
+           "WHERE c.model_a = ? AND c.model_b = ? AND c.dataset = ? ORDER BY la.layer_index, lb.layer_index")
+CKA_OTHERS_SQL = ("SELECT DISTINCT model_b FROM layer_cka WHERE model_a = ? AND dataset = ? AND model_b <> model_a "
+                  "ORDER BY model_b")
+
+
+def cka_heatmap_figure(rows, model_a: str, model_b: str):
+    """Layers of ``model_a`` (rows, input at the top) × layers of ``model_b`` (columns), coloured by CKA."""
+    layers_a = list(dict.fromkeys(r[0] for r in rows))
+    layers_b = list(dict.fromkeys(r[1] for r in rows))
+    grid = np.full((len(layers_a), len(layers_b)), np.nan)
+    index_a, index_b = {n: i for i, n in enumerate(layers_a)}, {n: i for i, n in enumerate(layers_b)}
+    for la, lb, value, *_ in rows:
+        grid[index_a[la], index_b[lb]] = np.nan if value is None else value
+    side = min(12.0, 3.0 + 0.18 * max(len(layers_a), len(layers_b), 1))
+    fig, ax = plt.subplots(figsize=(side + 1.5, side))
+    image = ax.imshow(grid, cmap="magma", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+    _layer_axis(ax, layers_b)
+    ax.set_xlabel(f"{model_b}: {ax.get_xlabel()}", fontsize=9)
+    step = max(1, math.ceil(len(layers_a) / MAX_LAYER_LABELS))
+    ticks = list(range(0, len(layers_a), step))
+    ax.set_yticks(ticks, [layers_a[i] for i in ticks], fontsize=8 if len(layers_a) <= MAX_LAYER_LABELS else 7)
+    ax.set_ylabel(f"{model_a}: layer, input ↓ output")
+    estimator = rows[0][3] if rows else ""
+    n = rows[0][4] if rows else 0
+    ax.set_title(f"linear CKA ({estimator} estimator, {n} images)", fontsize=10)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="CKA")
+    return fig
+
+
+def cka_heatmap(rows, model_a: str, model_b: str) -> bytes:
+    return _png(cka_heatmap_figure(rows, model_a, model_b))
+
+
+def write_cka(cat, model: str, other: str, dataset: str | None, out_dir):
+    """``out_dir/<model>-<other>-<dataset>-cka.png`` from ``layer_cka``; a ValueError when the pair was never compared."""
+    from pathlib import Path
+
+    dataset = cat.run(model, dataset)["dataset"]
+    rows = cat.rows(CKA_SQL, [model, other, dataset])
+    if not rows:
+        raise ValueError(f"no layer CKA of {model!r} against {other!r} on {dataset!r}: "
+                         f"run `neurocat compare {model} {other} --activations` first")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{model}-{other}-{dataset}-cka.png"
+    path.write_bytes(cka_heatmap(rows, model, other))
+    return path

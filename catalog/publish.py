@@ -8,7 +8,7 @@ Tables a user added to the catalogue's own schema (`main`) are copied too, under
 quoted (`"my notes"`, a column `a"b`); values SQLite has no type for (lists, structs) become JSON
 text. Other schemas (`CREATE SCHEMA extra`) are not the catalogue's and are left out, as are a
 user's views (DuckDB SQL) and tables whose names SQLite reserves (`sqlite_*`) or that publish
-itself writes (`units_fts`, `idx_*`).
+itself writes (`units_fts`, `idx_*`). `image_activations` stays in DuckDB only (``LEFT_OUT``).
 """
 from __future__ import annotations
 
@@ -41,6 +41,8 @@ INDEXES = {
     "symmetry_axes": [("model", "dataset", "layer", "unit", "axis")],
 }
 MATERIALISED = ("neurons",)
+# Too large for the site (images × neurons rows) and read by no view: matching reads it from DuckDB.
+LEFT_OUT = ("image_activations",)
 FULL_TEXT = {"class_frequencies": ["label"], "units": ["color_name"], "images": ["label", "path"]}
 
 
@@ -83,7 +85,7 @@ def publish(catalog_path: str | Path, out: str | Path, batch_rows: int = 50_000)
         if skipped:
             print(f"publish: left out tables whose names SQLite or publish reserves: {', '.join(skipped)}",
                   file=sys.stderr)
-        tables = [t for t in tables if t not in skipped]
+        tables = [t for t in tables if t not in skipped and t not in LEFT_OUT]
         for table in tables:
             columns = source.execute(
                 f"SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? AND {OWN_SCHEMA} "

@@ -9,7 +9,8 @@ import duckdb
 
 # Bump when schema.sql gains a table or a column (or queries/ needs one that older files lack);
 # migrate() adds them, so a bump needs no code unless a change is more than an addition.
-SCHEMA_VERSION = 4  # 2: models.seed, probe_activations; 3: orientation_tuning, symmetry_axes; 4: label_selectivity.gamma_null_mean, gamma_p, gamma_excess
+SCHEMA_VERSION = 5  # 2: models.seed, probe_activations; 3: orientation_tuning, symmetry_axes; 4: label_selectivity.gamma_null_mean, gamma_p, gamma_excess
+# 5: image_activations, unit_matches, layer_cka
 
 
 class SchemaVersionError(ValueError):

@@ -122,12 +122,16 @@ def ingest(
                                                                      "fields are rotated / mirrored."),
     rotation_step: int = typer.Option(15, "--rotation-step", help="With --indexes orientation: rotations of step, "
                                                                    "2·step, … degrees (must divide 360, at most 120)."),
+    keep_activations: str = typer.Option("2000", "--keep-activations", help="Store each neuron's spatial max and "
+                                         "mean on the first K images (by id) for `neurocat compare --activations`: "
+                                         "a count, 0 (off) or all."),
     quiet: bool = QUIET,
 ):
     """Index a model's neurons on a labelled image set: top-N images, crops, NF, α, γ, and the cheap
     analyses (multi-faceted measures, neuron similarity, category hierarchy)."""
     from .data import open_images
     from .models import load_model
+    from .options import keep_activations as parse_keep
     from .pipeline import IngestOptions, ingest as run
 
     try:
@@ -139,7 +143,8 @@ def ingest(
                                 checkpoint_every=checkpoint_every, engine=engine, address=address,
                                 gpus_per_worker=gpus_per_worker, autocast=autocast, channels_last=channels_last,
                                 decode=decode, self_activation=self_activation,
-                                gamma_null_draws=gamma_null_draws, bootstrap=bootstrap, progress=not quiet)
+                                gamma_null_draws=gamma_null_draws, bootstrap=bootstrap,
+                                keep_activations=parse_keep(keep_activations), progress=not quiet)
         options.resolved_device()  # --device cuda without CUDA
         if indexes:
             from .invariance import check_settings
@@ -308,14 +313,33 @@ def compare(
     model_b: str = typer.Argument(..., help="Another, ingested on the same data set."),
     dataset: Optional[str] = DATASET, catalog: Path = CATALOG,
     format: Format = typer.Option(Format.table, "--format", "-f", help="Output format (json: one object of sections)."),
+    activations: bool = typer.Option(False, "--activations", help="First match the models by their kept per-image "
+                                     "activations: unit correlations and layer CKA, stored in unit_matches and "
+                                     "layer_cka (docs/science.md §23)."),
+    layers_a: Optional[list[str]] = typer.Option(None, "--layers-a", help="With --activations: layers of model A "
+                                                 "(repeat or comma-separate). Default: every kept layer."),
+    layers_b: Optional[list[str]] = typer.Option(None, "--layers-b", help="With --activations: layers of model B."),
+    measure: str = typer.Option("max", "--measure", help="With --activations: the per-image spatial max or mean."),
+    device: Optional[str] = DEVICE,
 ):
     """Two models side by side: layers by relative depth with α and γ summaries, and per layer how well
     each neuron's top images match its best neuron of the other model (Jaccard; views best_match,
-    neuron_overlap, shared_top_images)."""
+    neuron_overlap, shared_top_images); with --activations, also by activation correlation and CKA."""
     import catalog as cat_lib
-    from catalog.compare import compare as run
+    from catalog.compare import compare as run, match_activations
 
     try:
+        if activations:
+            from catalog.lock import writer_lock
+
+            if not catalog.exists():
+                raise FileNotFoundError(f"no catalogue at {catalog}")
+            from .matching import device_matmul
+
+            matmul = device_matmul(device)
+            with writer_lock(catalog, f"compare {model_a} {model_b}"), cat_lib.open(catalog) as cat:
+                match_activations(cat, model_a, model_b, dataset, _split(layers_a), _split(layers_b), measure,
+                                  matmul=matmul)
         with cat_lib.open(catalog, read_only=True) as cat:
             tables = run(cat, model_a, model_b, dataset)
     except (FileNotFoundError, ValueError) as exc:
@@ -541,13 +565,21 @@ def migrate(catalog: Path = typer.Argument(..., help="DuckDB catalogue file writ
 def plot(
     model: str = MODEL_NAME, dataset: Optional[str] = DATASET, catalog: Path = CATALOG,
     out_dir: Path = typer.Option(Path("plots"), help="Folder for the PNG files."),
+    compare: Optional[str] = typer.Option(None, "--compare", help="Another model: write the CKA heatmap of the "
+                                          "two models' layers instead (after `neurocat compare --activations`)."),
 ):
     """The papers' figures for a model as PNG files: α/γ bins per layer, hues, ranked curves, MF degree,
     orientation and symmetry shares per layer."""
     import catalog as cat_lib
-    from catalog.plots import write_figures
+    from catalog.plots import write_cka, write_figures
 
     with cat_lib.open(catalog, read_only=True) as cat:
+        if compare:
+            try:
+                typer.echo(str(write_cka(cat, model, compare, dataset, out_dir)))
+            except ValueError as exc:
+                _fail(exc)
+            return
         for path in write_figures(cat, model, dataset, out_dir):
             typer.echo(str(path))
 

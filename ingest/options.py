@@ -38,6 +38,7 @@ class IngestOptions:
     gpus_per_worker: float = 0.0         # engine ray: GPUs per model actor
     gamma_null_draws: int = 1000         # Monte Carlo draws of γ's class-prior null (docs/science.md §22; 0: off)
     bootstrap: int = 200                 # bootstrap resamples for the intervals of α and γ (docs/science.md §22; 0: off)
+    keep_activations: int | None = 2000  # per-image max and mean of the first K images (docs/science.md §23; 0: off, None: all)
     progress: bool = True
 
     def __post_init__(self):
@@ -50,6 +51,9 @@ class IngestOptions:
         for option, value in (("--gamma-null-draws", self.gamma_null_draws), ("--bootstrap", self.bootstrap)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise UsageError(f"{option} must be a whole number, 0 (off) or more, not {value!r}")
+        k = self.keep_activations
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 0):
+            raise UsageError(f"--keep-activations must be a whole number, 0 (off) or more, or all; not {k!r}")
         if self.bootstrap == 1:
             raise UsageError("--bootstrap needs at least 2 resamples for an interval (0: off)")
 
@@ -67,6 +71,16 @@ class IngestOptions:
         if self.workers is not None:
             return self.workers
         return min(8, max(1, (os.cpu_count() or 2) // 2))
+
+
+def keep_activations(text: str | int | None) -> int | None:
+    """``--keep-activations``: a count of images, 0 (off) or ``all`` (None)."""
+    if text is None or str(text).strip().lower() == "all":
+        return None
+    try:
+        return int(str(text).strip())
+    except ValueError:
+        raise UsageError(f"--keep-activations must be a whole number, 0 (off) or more, or all; not {text!r}") from None
 
 
 def hierarchy_layer(layer_names: list[str], options: IngestOptions) -> str:

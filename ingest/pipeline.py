@@ -9,12 +9,14 @@ import json
 import os
 import secrets
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from torch import nn
 
 import catalog
 from catalog.lock import CatalogueLocked, writer_lock
@@ -27,7 +29,7 @@ from .network import Network
 from .options import IngestOptions, hierarchy_layer
 from .receptive_field import receptive_fields
 from .record import Checkpoint, ScanState, fingerprint_of, record, run_key, scan_state
-from .rows import LayerResult, run_tables
+from .rows import LayerResult, image_activation_rows, run_tables
 from .top_images import neuron_features, self_activations
 
 __all__ = ["IngestOptions", "IngestSummary", "ingest", "index_scan", "choose_layers", "check_catalogue",
@@ -58,6 +60,21 @@ def choose_layers(model: LoadedModel, layers: list[str] | None, options: IngestO
     if options.hierarchy_layer and resolve_layers(model.module, [options.hierarchy_layer]) != [options.hierarchy_layer]:
         raise UsageError(f"--hierarchy-layer must name one layer exactly, not a pattern: {options.hierarchy_layer!r}")
     return layer_names
+
+
+def activations_estimate(model: LoadedModel, layer_names: list[str], n_images: int, options: IngestOptions) -> str:
+    """The disk ``--keep-activations`` will take: K × neurons × 2 bytes (float16) × 2 (max and mean)."""
+    from .layer_table import output_shapes
+
+    modules = dict(model.module.named_modules())
+    channels = {n: modules[n].out_channels for n in layer_names if isinstance(modules.get(n), nn.Conv2d)}
+    others = [n for n in layer_names if n not in channels]
+    if others:  # one small forward pass to learn their widths
+        channels.update({n: shape[1] for n, shape in output_shapes(model.module, others, options.image_size).items()})
+    k = n_images if options.keep_activations is None else min(options.keep_activations, n_images)
+    neurons = sum(channels.values())
+    return (f"--keep-activations: {k} images × {neurons} neurons × 2 bytes × 2 (max, mean) ≈ "
+            f"{k * neurons * 4 / 2**20:.1f} MiB of Parquet (image_activations)")
 
 
 def check_catalogue(catalog_path: Path, images: LabelledImages, model_name: str) -> None:
@@ -104,6 +121,8 @@ def ingest(model: LoadedModel, images: LabelledImages, catalog_path: str | Path,
     model_name = model_name or model.architecture
     start = time.perf_counter()
     layer_names = choose_layers(model, layers, options)
+    if options.keep_activations != 0:
+        print(activations_estimate(model, layer_names, len(images), options), file=sys.stderr)
     # One writer per catalogue from before the scan to the load: a second run fails now, not after its scan.
     with catalogue_writer(catalog_path, f"ingest {model_name} on {images.name}"):
         network = Network(model, options.device, options.autocast, options.channels_last)
@@ -117,7 +136,7 @@ def ingest(model: LoadedModel, images: LabelledImages, catalog_path: str | Path,
             state = ray_engine.record(model, layer_names, images, options)
         else:
             state = scan_state(layer_names, options.top_n, images, hierarchy_layer(layer_names, options),
-                               network.device, chunk=options.batch_size)
+                               network.device, chunk=options.batch_size, keep_activations=options.keep_activations)
             record(network, images, state, options, checkpoint=checkpoint)
         summary = index_scan(network, images, catalog_path, model_name, layer_names, state, options, start,
                          time.perf_counter() - scan_start)
@@ -155,6 +174,9 @@ def index_scan(network: Network, images: LabelledImages, catalog_path: Path, mod
     tables = run_tables(model_name, network.model, images, layers, state["class_means"].result(), hierarchy,
                         state.n_seen, errors, state.mean_colour(options.image_size).tolist(), options,
                         str(network.device), time.perf_counter() - start)
+    tables["image_activations"] = image_activation_rows(model_name, images.name, {
+        layer: tuple(t.cpu().numpy() for t in kept.result()) for layer, kept in state.image_activations().items()
+        if kept.result() is not None})
     lap("rows")
     load(tables, catalog_path, model_name, images.name)
     lap("load")

@@ -55,10 +55,11 @@ class _Scanner:
     """An actor holding the network; returns each batch's own scan state, serialised."""
 
     def __init__(self, model: LoadedModel | str, layers: list[str], hierarchy: str, images: LabelledImages,
-                 top_n: int, device: str):
+                 top_n: int, device: str, keep_activations: int | None = 0):
         model = load_model(model) if isinstance(model, str) else model
         self.network = Network(model, device)
         self.layers, self.hierarchy, self.images, self.top_n = layers, hierarchy, images, top_n
+        self.keep_activations = keep_activations
 
     def __call__(self, batch: dict) -> dict:
         ok = batch["ok"]
@@ -67,7 +68,7 @@ class _Scanner:
         errors = [(int(i), str(e)) for i, e in zip(batch["id"][~ok], batch["error"][~ok])]
         one = Batch(ids.to(self.network.device), ids, pixels, errors)
         state = scan_state(self.layers, min(self.top_n, max(1, len(ids))), self.images, self.hierarchy,
-                       self.network.device)
+                           self.network.device, keep_activations=self.keep_activations)
         for b in network_pass(self.network, [one], state.layers, state.update_layer, progress=False):
             state.update_batch(b)
         buffer = io.BytesIO()
@@ -83,13 +84,13 @@ def record(model: LoadedModel, layer_names: list[str], images: LabelledImages, o
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     device = torch.device("cuda" if options.gpus_per_worker else "cpu")
     hierarchy = hierarchy_layer(layer_names, options)
-    state = scan_state(layer_names, options.top_n, images, hierarchy, "cpu")
+    state = scan_state(layer_names, options.top_n, images, hierarchy, "cpu", keep_activations=options.keep_activations)
     remote_model = model.weights if is_script(model.module) else model
     ds = (ray.data.from_items([{"id": i} for i in range(len(images))])
           .map_batches(_decode, fn_kwargs={"images": images, "size": options.image_size},
                        batch_size=options.batch_size, num_cpus=1)
           .map_batches(_Scanner, fn_constructor_args=(remote_model, layer_names, hierarchy, images, options.top_n,
-                                                      str(device)),
+                                                      str(device), options.keep_activations),
                        batch_size=options.batch_size, concurrency=options.workers or 1, num_cpus=1,
                        num_gpus=options.gpus_per_worker, max_task_retries=3, max_restarts=3))
     seen: set[int] = set()
@@ -98,7 +99,7 @@ def record(model: LoadedModel, layer_names: list[str], images: LabelledImages, o
         if ids and ids[0] in seen:  # a batch re-run after its actor died: already folded
             continue
         seen.update(ids)
-        part = scan_state(layer_names, options.top_n, images, hierarchy, "cpu")
+        part = scan_state(layer_names, options.top_n, images, hierarchy, "cpu", keep_activations=options.keep_activations)
         part.load_state_dict(torch.load(io.BytesIO(out["state"][0]), map_location="cpu", weights_only=True))
         state.merge(part)
     return state

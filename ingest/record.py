@@ -117,6 +117,60 @@ class _PerImage:
         self.ids, self.rows = [state["ids"]], [state["rows"]]
 
 
+class ImageActivations:
+    """Per neuron of one layer, the spatial max and mean on each image of the probe set: the first ``k``
+    image ids (the recorded order; ``k`` None: every image), kept in float16 on the batch's device for
+    matching by activations (docs/science.md §23). Images are keyed by id, so any merge order gives
+    the same rows (the first copy of an image wins)."""
+
+    def __init__(self, layer: str, k: int | None, device: torch.device | str = "cpu"):
+        self.layer, self.k, self.device = layer, k, torch.device(device)
+        self.ids: list[torch.Tensor] = []
+        self.max: list[torch.Tensor] = []
+        self.mean: list[torch.Tensor] = []
+
+    def update(self, batch: Batch, output: torch.Tensor) -> None:
+        keep = torch.ones(len(batch), dtype=torch.bool) if self.k is None else batch.ids_cpu < self.k  # host: ids_cpu
+        if not keep.any():  # a host-side test: no device sync on the batches past the probe set
+            return
+        rows = torch.nonzero(keep).squeeze(1).to(output.device)
+        maps = as_maps(output, self.layer)[rows].flatten(2)
+        self.ids.append(batch.ids_cpu[keep])
+        self.max.append(maps.amax(dim=2).half())
+        self.mean.append(maps.float().mean(dim=2).half())
+
+    def merge(self, other: "ImageActivations") -> None:
+        self.ids += other.ids
+        self.max += [t.to(self.device) for t in other.max]
+        self.mean += [t.to(self.device) for t in other.mean]
+
+    def _unique(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        if not self.ids:
+            return None
+        ids = torch.cat(self.ids)
+        first = {}
+        for row, image_id in enumerate(ids.tolist()):
+            first.setdefault(image_id, row)
+        order = sorted(first)
+        rows = torch.tensor([first[i] for i in order], dtype=torch.int64)  # host: ids live on the CPU
+        return (torch.tensor(order, dtype=torch.int64), torch.cat(self.max)[rows.to(self.device)],  # host: ids
+                torch.cat(self.mean)[rows.to(self.device)])
+
+    def state_dict(self) -> dict:
+        kept = self._unique()
+        if kept is None:
+            return {}
+        return {"ids": kept[0], "max": kept[1].cpu(), "mean": kept[2].cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.ids, self.max, self.mean = ([state["ids"]], [state["max"].to(self.device)],
+                                         [state["mean"].to(self.device)]) if state else ([], [], [])
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """(image ids ascending, max (images × units), mean (images × units)), float16; None before any image."""
+        return self._unique()
+
+
 class ClassMeans:
     """Per class, the mean pooled output of one layer: the class representative vectors (docs/science.md §9)."""
 
@@ -285,6 +339,9 @@ class ScanState:
     def tops(self) -> dict[str, TopImages]:
         return {r.layer: r for r in self.reducers.values() if isinstance(r, TopImages)}
 
+    def image_activations(self) -> dict[str, ImageActivations]:
+        return {r.layer: r for r in self.reducers.values() if isinstance(r, ImageActivations)}
+
     @property
     def n_seen(self) -> int:
         return self["colour"].result()[1]
@@ -301,9 +358,10 @@ class ScanState:
 
 def scan_state(layers: list[str], top_n: int, images: LabelledImages, hierarchy_layer: str,
                device: torch.device | str = "cpu", per_image: bool = False, chunk: int = 64,
-               extra: dict[str, Reducer] | None = None) -> ScanState:
+               extra: dict[str, Reducer] | None = None, keep_activations: int | None = 0) -> ScanState:
     """The scan's reducers: one ``TopImages`` per layer, the class means of ``hierarchy_layer``, the
-    colour sum and image count, the unreadable images; ``extra`` adds more."""
+    colour sum and image count, the unreadable images, and with ``keep_activations`` (K, None: all)
+    one ``ImageActivations`` per layer; ``extra`` adds more."""
     class_index = {c: i for i, c in enumerate(images.classes)}
     label_ids = torch.tensor([class_index[label] for label in images.labels], dtype=torch.int64, device=device)
     group = TopKGroup()
@@ -311,6 +369,8 @@ def scan_state(layers: list[str], top_n: int, images: LabelledImages, hierarchy_
     reducers["class_means"] = ClassMeans(hierarchy_layer, label_ids, len(class_index), device, per_image, chunk)
     reducers["colour"] = ColourSum(device, per_image)
     reducers["errors"] = ErrorLog()
+    if keep_activations != 0:
+        reducers.update({f"acts:{name}": ImageActivations(name, keep_activations, device) for name in layers})
     reducers.update(extra or {})
     return ScanState(reducers)
 
@@ -350,7 +410,7 @@ KEY_NAMES = {"architecture": "another architecture", "source": "another kind of 
              "weights": "other model weights (their content differs)", "normalisation": "another input normalisation",
              "layers": "other layers", "data": "another data set (paths or labels differ)", "top_n": "another --top-n",
              "image_size": "another --image-size", "hierarchy_layer": "another --hierarchy-layer",
-             "autocast": "another --autocast"}
+             "autocast": "another --autocast", "keep_activations": "another --keep-activations"}
 
 
 def differences(saved: dict | None, current: dict | None) -> str:
@@ -367,7 +427,8 @@ def run_key(model, layers: list[str], images: LabelledImages, options) -> dict:
     return {"architecture": model.architecture, "source": model.source, "weights": weights_digest(model.module),
             "normalisation": [list(model.mean), list(model.std)], "layers": list(layers),
             "data": images.fingerprint(), "top_n": options.top_n, "image_size": options.image_size,
-            "hierarchy_layer": options.hierarchy_layer, "autocast": options.autocast}
+            "hierarchy_layer": options.hierarchy_layer, "autocast": options.autocast,
+            "keep_activations": options.keep_activations}
 
 
 def fingerprint_of(key: dict) -> str:

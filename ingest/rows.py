@@ -258,3 +258,28 @@ def run_tables(model_name: str, model, images: LabelledImages, layers: list[Laye
     tables.update(dataset_tables(images, mean_rgb))
     tables.update(cheap_analyses(model_name, ds, classes, tables, hierarchy_layer, class_mean, options.similarity_k))
     return tables
+
+
+def image_activation_rows(model: str, dataset: str, kept: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+                          ) -> pa.Table:
+    """``image_activations``: per layer, unit and probe image, the spatial max and mean (float16 in the
+    file; docs/science.md §23). ``kept``: layer -> (image ids, max, mean), each (images × units)."""
+    def constant(value: str, n: int) -> pa.DictionaryArray:  # one string per column, not one per row
+        return pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), pa.array([value]))
+
+    parts = []
+    for layer, (ids, mx, mean) in kept.items():
+        images, units = mx.shape
+        n = images * units
+        parts.append(pa.table({"model": constant(model, n), "dataset": constant(dataset, n),
+                               "layer": constant(layer, n), "unit": np.repeat(np.arange(units, dtype=np.int32), images),
+                               "image_id": np.tile(np.asarray(ids, dtype=np.int32), units),
+                               "max": np.ascontiguousarray(mx.T, dtype=np.float16).ravel(),
+                               "mean": np.ascontiguousarray(mean.T, dtype=np.float16).ravel()}))
+    if not parts:
+        return pa.table({"model": pa.array([], pa.dictionary(pa.int32(), pa.string())),
+                         "dataset": pa.array([], pa.dictionary(pa.int32(), pa.string())),
+                         "layer": pa.array([], pa.dictionary(pa.int32(), pa.string())),
+                         "unit": pa.array([], pa.int32()), "image_id": pa.array([], pa.int32()),
+                         "max": pa.array([], pa.float16()), "mean": pa.array([], pa.float16())})
+    return pa.concat_tables(parts)

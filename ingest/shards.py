@@ -44,7 +44,7 @@ def ingest_shard(model: LoadedModel, images: LabelledImages, data: str, out: Pat
     layer_names = choose_layers(model, layers, options)
     network = Network(model, options.device, options.autocast, options.channels_last)
     state = scan_state(layer_names, options.top_n, images, hierarchy_layer(layer_names, options), network.device,
-                       per_image=True, chunk=options.batch_size)
+                       per_image=True, chunk=options.batch_size, keep_activations=options.keep_activations)
     record(network, images, state, options, ids=[j for j in range(len(images)) if j % n == i - 1])
     out.mkdir(parents=True, exist_ok=True)
     content = {"fingerprint": run_fingerprint(model, layer_names, images, options), "scan": state.state_dict()}
@@ -86,7 +86,7 @@ def merge(parts: list[Path], catalog_path: Path, progress: bool = True) -> Inges
         state = None
         for content in saved:
             part = scan_state(layer_names, options.top_n, images, hierarchy_layer(layer_names, options),
-                              network.device, per_image=True, chunk=options.batch_size)
+                              network.device, per_image=True, chunk=options.batch_size, keep_activations=options.keep_activations)
             part.load_state_dict(content["scan"])
             if state is None:
                 state = part

@@ -24,6 +24,7 @@ from PIL import Image
 import catalog
 from catalog import plots
 from catalog.catalog import view_files
+from catalog.compare import match_activations
 from catalog.publish import CANNED, publish
 from catalog.reading import CatalogLookupError
 from catalog.site import prepare, running
@@ -103,6 +104,7 @@ def two(tmp_path_factory):
             ablate(cat, "planted", "0", dataset=ds, split=0.5, device="cpu", network=classifier, progress=False)
             (tmp / f"{ds}.csv").write_text(hierarchy[ds])
             analyze_label_hierarchy(cat, ds, str(tmp / f"{ds}.csv"))
+            match_activations(cat, "planted", "twin", ds)
             visualize(cat, "planted", "0", dataset=ds, size=24, steps=8, param="pixel", device="cpu", network=model,
                       progress=False)
             gradcam_top_images(cat, "planted", "0", dataset=ds, top=2, device="cpu", network=model, progress=False)

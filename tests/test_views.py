@@ -7,6 +7,7 @@ import torch
 
 import catalog
 from catalog.catalog import create_views, view_files
+from catalog.compare import match_activations
 from ingest.data import open_images
 from ingest.ablation import ablate
 from ingest.analyze import analyze_filter_tree
@@ -58,6 +59,7 @@ def both(tmp_path_factory):
     ablate(cat, "planted", "0", split=0.5, device="cpu", network=classifier, progress=False)
     probe(cat, "planted", [images.absolute(0), images.absolute(len(images) - 1)], device="cpu", network=model)
     analyze_invariance(cat, "planted", ["orientation", "symmetry"], network=model, device="cpu", progress=False)
+    match_activations(cat, "planted", "other")  # the same network: every live unit has a partner at r = 1
     yield cat, to_sqlite(cat, str(tmp / "c.db"))
     cat.close()
 

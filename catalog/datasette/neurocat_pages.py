@@ -83,6 +83,11 @@ async def neuron_page(datasette, request):
         return Response.text("no such neuron", status=404)
     neuron = dict(rows[0])
     neuron.pop("nf_png")
+    # its partners in other models on this data set (`neurocat compare --activations`), with their NFs
+    partners = await _rows(datasette, "SELECT m.model_b, m.layer_b, m.unit_b, m.correlation, m.kind FROM unit_matches m "
+                                      "WHERE m.dataset = ? AND m.model_a = ? AND m.layer_a = ? AND m.unit_a = ? "
+                                      "AND m.model_b <> m.model_a ORDER BY m.model_b, m.kind, m.correlation DESC",
+                           [key[1], key[0], key[2], key[3]])
     similar = await _rows(datasette, "SELECT s.unit_b, s.pearson, s.euclidean FROM similarity_pairs s "
                                      "WHERE s.model = ? AND s.dataset = ? AND s.layer = ? AND s.unit_a = ? "
                                      "ORDER BY s.rank", list(key))
@@ -99,7 +104,9 @@ async def neuron_page(datasette, request):
         "mirrors": [{"axis": axis, "retention": r, "n_images": n} for axis, r, n in mirrors],
         "mirror_scale": max([1.0] + [r for _, r, _ in mirrors]), "fmt": format_float,
         "optimised": [(kind, value) for kind, _, _, value in pictures if kind != "gradcam"],
-        "gradcams": [(rank, image_id, value) for kind, rank, image_id, value in pictures if kind == "gradcam"]},
+        "gradcams": [(rank, image_id, value) for kind, rank, image_id, value in pictures if kind == "gradcam"],
+        "partners": [(m, layer, unit, r, kind, _neuron_href(m, key[1], layer, unit),
+                      _neuron_href(m, key[1], layer, unit, "/-/neuron/nf.png")) for m, layer, unit, r, kind in partners]},
         request=request))
 
 
@@ -161,8 +168,9 @@ async def model_page(datasette, request):
     layers = await _rows(datasette, "SELECT layer, channels, rf_size, n_dead, mean_alpha, mean_gamma, "
                                     "color_selective_fraction FROM layer_summary WHERE model = ? AND dataset = ? "
                                     "ORDER BY layer_index", list(chosen or ("", "")))
+    others = [r[0] for r in await _rows(datasette, plots.CKA_OTHERS_SQL, list(chosen or ("", "")))]
     return Response.html(await datasette.render_template("model.html", {
-        "runs": runs, "chosen": chosen, "layers": layers, "figures": list(plots.FIGURES),
+        "runs": runs, "chosen": chosen, "layers": layers, "figures": list(plots.FIGURES), "cka_others": others,
         "captions": plots.FIGURE_CAPTIONS,
         "encode": lambda **kw: urlencode(kw), "database": _db(datasette).name}, request=request))
 
@@ -174,6 +182,13 @@ async def model_plot(datasette, request):
     sql, draw = plots.FIGURES[name]
     rows = await _rows(datasette, sql, [model, dataset])
     return _png(await asyncio.to_thread(draw, rows))
+
+
+async def cka_png(datasette, request):
+    """The layer CKA heatmap of two models on one data set (?model, other, dataset)."""
+    model, other, dataset = (request.args.get(k) for k in ("model", "other", "dataset"))
+    rows = await _rows(datasette, plots.CKA_SQL, [model, other, dataset]) if model and other and dataset else []
+    return _png(await asyncio.to_thread(plots.cka_heatmap, rows, model, other) if rows else None)
 
 
 async def crop_png(datasette, request):
@@ -255,6 +270,7 @@ def register_routes():
         (r"^/-/neuron/orientation\.png$", orientation_png),
         (r"^/-/model$", model_page),
         (r"^/-/model/plot\.png$", model_plot),
+        (r"^/-/model/cka\.png$", cka_png),
     ]
 
 

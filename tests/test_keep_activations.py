@@ -1,0 +1,123 @@
+"""`--keep-activations K`: the scan keeps each neuron's spatial max and mean on the first K images (by id)
+in one more reducer (ImageActivations), folded like every other by shards, resume and merge; the rows
+land in `image_activations` (float16 in the Parquet file); bad values exit 2 before anything is created."""
+import glob
+import io
+
+import duckdb
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import catalog
+import catalog.schema_version
+from catalog import SCHEMA_VERSION
+from ingest.cli import app
+from ingest.data import model_view, open_images, read_rgb
+from ingest.network import Network
+from ingest.options import keep_activations
+from ingest.pipeline import IngestOptions, ingest
+from ingest.record import record, scan_state
+
+
+def direct(planted_model, images, ids):
+    """Spatial max and mean of layer 0 on each image, from the network itself."""
+    x = torch.stack([model_view(read_rgb(images.absolute(i)), 32).float() / 255 for i in ids])
+    with torch.no_grad():
+        out = planted_model.module(x)
+    return out.amax(dim=(2, 3)).numpy(), out.mean(dim=(2, 3)).numpy()
+
+
+def fresh(images, network, k):
+    return scan_state(["0"], 5, images, "0", network.device, per_image=True, chunk=3, keep_activations=k)
+
+
+def test_the_reducer_keeps_the_first_k_images_exactly_however_the_scan_is_folded(planted_folder, planted_model,
+                                                                                 fast_options):
+    images = open_images(planted_folder)
+    network = Network(planted_model, "cpu")
+    options = IngestOptions(image_size=32, batch_size=3, workers=0, progress=False, device="cpu")
+    k = 7
+    mx, mean = direct(planted_model, images, range(k))
+
+    whole = record(network, images, fresh(images, network, k), options)["acts:0"].result()
+    assert whole[0].tolist() == list(range(k))
+    assert whole[1].dtype == torch.float16
+    np.testing.assert_array_equal(whole[1].numpy(), mx.astype(np.float16))
+    np.testing.assert_array_equal(whole[2].numpy(), mean.astype(np.float16))
+
+    # shards (odd ids, then even ids with an overlap) merged in either order, and a resume round trip
+    odd = record(network, images, fresh(images, network, k), options, ids=[i for i in range(len(images)) if i % 2])
+    even = record(network, images, fresh(images, network, k), options, ids=[i for i in range(len(images)) if i % 2 == 0] + [1])
+    for first, second in ((odd, even), (even, odd)):
+        buffer = io.BytesIO()
+        torch.save(first.state_dict(), buffer)
+        merged = fresh(images, network, k)
+        merged.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=True))
+        merged.merge(second)
+        got = merged["acts:0"].result()
+        assert got[0].tolist() == list(range(k))
+        assert torch.equal(got[1], whole[1]) and torch.equal(got[2], whole[2])
+
+
+def test_k_zero_adds_no_reducer_and_all_keeps_every_image(planted_folder, planted_model):
+    images = open_images(planted_folder)
+    network = Network(planted_model, "cpu")
+    assert not fresh(images, network, 0).image_activations()
+    options = IngestOptions(image_size=32, batch_size=8, workers=0, progress=False, device="cpu")
+    every = record(network, images, fresh(images, network, None), options)["acts:0"].result()
+    assert every[0].tolist() == list(range(len(images)))
+
+
+def test_ingest_writes_float16_parquet_and_the_table(tmp_path, planted_folder, planted_model, capsys):
+    path = tmp_path / "c.duckdb"
+    options = IngestOptions(image_size=32, batch_size=8, workers=0, progress=False, device="cpu", keep_activations=12)
+    ingest(planted_model, open_images(planted_folder), path, "planted", ["0"], options)
+    assert "12 images × 3 neurons × 2 bytes × 2 (max, mean)" in capsys.readouterr().err
+    files = glob.glob(str(tmp_path / "neurocat-runs" / "*" / "run-*" / "image_activations.parquet"))
+    schema = pq.read_schema(files[0])
+    assert str(schema.field("max").type) == "halffloat" and str(schema.field("mean").type) == "halffloat"
+    with catalog.open(path, read_only=True) as cat:
+        rows = cat.rows("SELECT layer, unit, count(*), min(image_id), max(image_id) FROM image_activations "
+                        "GROUP BY ALL ORDER BY ALL")
+    assert rows == [("0", u, 12, 0, 11) for u in range(3)]
+    # K = 0: off
+    options = IngestOptions(image_size=32, batch_size=8, workers=0, progress=False, device="cpu", keep_activations=0)
+    ingest(planted_model, open_images(planted_folder), path, "planted", ["0"], options)
+    with catalog.open(path, read_only=True) as cat:
+        assert cat.rows("SELECT count(*) FROM image_activations") == [(0,)]
+
+
+@pytest.mark.parametrize("value", ["-3", "many", "1.5"])
+def test_bad_values_exit_2_with_one_line_before_anything_is_created(tmp_path, planted_folder, value):
+    path = tmp_path / "c.duckdb"
+    result = CliRunner().invoke(app, ["ingest", "--model", "resnet18", "--data", str(planted_folder),
+                                      "--catalog", str(path), "--keep-activations", value])
+    assert result.exit_code == 2
+    assert "--keep-activations" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not path.exists()
+
+
+def test_the_option_reads_counts_zero_and_all():
+    assert keep_activations("2000") == 2000 and keep_activations("0") == 0
+    assert keep_activations("all") is None and keep_activations("ALL") is None
+
+
+def test_a_version_4_catalogue_migrates_to_the_matching_tables(tmp_path):
+    path = tmp_path / "old.duckdb"
+    catalog.open(path).close()
+    con = duckdb.connect(str(path))
+    for table in ("image_activations", "unit_matches", "layer_cka"):
+        con.execute(f"DROP TABLE {table}")
+    con.execute("UPDATE catalog_info SET schema_version = 4")
+    con.close()
+    assert SCHEMA_VERSION == 5
+    with pytest.raises(catalog.SchemaVersionError, match="migrate"):
+        catalog.open(path)
+    changes = catalog.migrate(path)
+    assert {"added table image_activations", "added table unit_matches", "added table layer_cka",
+            "schema version 4 -> 5"} <= set(changes)
+    with catalog.open(path, read_only=True) as cat:
+        assert {"image_activations", "unit_matches", "layer_cka"} <= set(cat.tables())
