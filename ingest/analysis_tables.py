@@ -148,5 +148,7 @@ def png_bytes(array: np.ndarray) -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
+    # zlib level 1: 3x faster than the default 6 on NF-like pictures for ~35 % more bytes; every
+    # ingest encodes one per neuron, and that encoding showed in the time per neuron.
+    Image.fromarray(array).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
