@@ -264,8 +264,10 @@ def layer_cka(acts_a: Mapping[str, np.ndarray], acts_b: Mapping[str, np.ndarray]
     grids = [(model_a, list(acts_a), model_b, list(acts_b if acts_b is not None else acts_a), ab)]
     if within and acts_b is not None:
         grids += [(model_a, list(acts_a), model_a, list(acts_a), aa), (model_b, list(acts_b), model_b, list(acts_b), bb)]
-    rows = [(ma, la, mb, lb, float(grid[i, j]), used, n) for ma, layers_a, mb, layers_b, grid in grids
-            for i, la in enumerate(layers_a) for j, lb in enumerate(layers_b)]
+    # A constant layer has no CKA (0/0): NULL, as the schema promises, not NaN, which DuckDB sorts above
+    # every number (ORDER BY cka DESC would pick a dead layer) and SQLite would store as NULL anyway.
+    rows = [(ma, la, mb, lb, float(grid[i, j]) if np.isfinite(grid[i, j]) else None, used, n)
+            for ma, layers_a, mb, layers_b, grid in grids for i, la in enumerate(layers_a) for j, lb in enumerate(layers_b)]
     columns = ("model_a", "layer_a", "model_b", "layer_b", "cka", "estimator", "n_images")
     types = (pa.string(), pa.string(), pa.string(), pa.string(), pa.float64(), pa.string(), pa.int32())
     return pa.table({c: pa.array([r[k] for r in rows], t) for k, (c, t) in enumerate(zip(columns, types))})
