@@ -319,7 +319,8 @@ def match_activations(cat: Catalog, model_a: str, model_b: str, dataset: str | N
     """Match two models by their kept activations (`neurocat compare --activations`): ``unit_matches``
     and ``layer_cka`` (A × B, A × A, B × B) computed and stored in one transaction, replacing
     this pair's earlier rows. Returns rows written per table. Both models must have kept the same
-    probe images; docs/science.md §23."""
+    probe images; docs/science.md §23. ``layers_a`` and ``layers_b`` of equal length pair up
+    element-wise for the one-to-one assignment (default: each A layer with its most-voted B layer)."""
     if model_a == model_b:
         raise ValueError(f"compare --activations needs two different models, not {model_a!r} twice "
                          f"(its layer CKA with itself comes with any comparison)")
@@ -333,7 +334,9 @@ def match_activations(cat: Catalog, model_a: str, model_b: str, dataset: str | N
     if len(ids_a) < 4:
         raise ValueError(f"matching needs at least 4 probe images; {model_a!r} kept {len(ids_a)}")
     extra = {"dataset": ds, "measure": measure, "n_images": len(ids_a)}
-    tables = {"unit_matches": unit_matches(acts_a, acts_b, model_a, model_b, block=block, matmul=matmul),
+    # Both lists of one length name the layer pairs of the one-to-one assignment; else the most-voted B layer.
+    pairs = list(zip(layers_a, layers_b)) if layers_a and layers_b and len(layers_a) == len(layers_b) else None
+    tables = {"unit_matches": unit_matches(acts_a, acts_b, model_a, model_b, pairs, block=block, matmul=matmul),
               "layer_cka": layer_cka(acts_a, acts_b, model_a, model_b, estimator, batch, within=True, matmul=matmul)}
     con = cat.con
     con.execute("BEGIN TRANSACTION")
