@@ -124,7 +124,8 @@ def ingest(
                                                                    "2·step, … degrees (must divide 360, at most 120)."),
     keep_activations: str = typer.Option("2000", "--keep-activations", help="Store each neuron's spatial max and "
                                          "mean on the first K images (by id) for `neurocat compare --activations`: "
-                                         "a count, 0 (off) or all."),
+                                         "a count, 0 (off) or all. The values go to host memory batch by "
+                                         "batch: all holds images × neurons × 4 bytes of RAM until the end."),
     quiet: bool = QUIET,
 ):
     """Index a model's neurons on a labelled image set: top-N images, crops, NF, α, γ, and the cheap
