@@ -85,14 +85,16 @@ def _numpy_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def standardised(acts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(z, varies) for an (images × units) array: z is (units × images), float32, each row centred and
-    scaled to unit length so that z_a · z_b is the Pearson r; units constant over the images (no r
-    defined) have ``varies`` False and are left out of every match."""
+    scaled to unit length so that z_a · z_b is the Pearson r; units constant over the images or with a
+    value that is not finite (no r defined) have ``varies`` False and are left out of every match."""
     x = np.asarray(acts, dtype=np.float64)
     if x.ndim != 2:
         raise ValueError(f"activations must be (images, units), not shape {x.shape}")
+    finite = np.isfinite(x).all(axis=0)  # a unit with inf (float16 overflow) or NaN has no r; the others keep theirs
+    x = np.where(finite, x, 0.0)
     x = x - x.mean(axis=0)
     norm = np.sqrt((x * x).sum(axis=0))
-    varies = norm > 1e-12 * max(1.0, float(np.abs(x).max(initial=0.0)))
+    varies = finite & (norm > 1e-12 * max(1.0, float(np.abs(x).max(initial=0.0))))
     z = np.zeros((x.shape[1], x.shape[0]), dtype=np.float32)
     z[varies] = (x[:, varies] / norm[varies]).T
     return z, varies

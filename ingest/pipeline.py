@@ -160,6 +160,20 @@ def ingest(model: LoadedModel, images: LabelledImages, catalog_path: str | Path,
     return summary
 
 
+def warn_float16_overflow(kept: dict[str, tuple]) -> dict[str, int]:
+    """Count the kept values that are not finite (past float16's ±65504 they became ±inf) per layer and
+    say so in one line on stderr: silent, they would leave those units out of every match. Returns the counts."""
+    import numpy as np
+
+    counts = {layer: int((~np.isfinite(mx)).sum() + (~np.isfinite(mean)).sum()) for layer, (_, mx, mean) in kept.items()}
+    counts = {layer: n for layer, n in counts.items() if n}
+    if counts:
+        print(f"warning: {sum(counts.values())} kept activations are not finite (float16 holds ±65504; stored as "
+              f"±inf/NaN, those units get no correlation match): "
+              + ", ".join(f"layer {layer}: {n}" for layer, n in counts.items()), file=sys.stderr)
+    return counts
+
+
 def index_scan(network: Network, images: LabelledImages, catalog_path: Path, model_name: str, layer_names: list[str],
            state: ScanState, options: IngestOptions, start: float, scan_seconds: float) -> IngestSummary:
     """After the scan: receptive fields, the passes over the top images, rows, Parquet, one load."""
@@ -190,9 +204,10 @@ def index_scan(network: Network, images: LabelledImages, catalog_path: Path, mod
     tables = run_tables(model_name, network.model, images, layers, state["class_means"].result(), hierarchy,
                         state.n_seen, errors, state.mean_colour(options.image_size).tolist(), options,
                         str(network.device), time.perf_counter() - start)
-    tables["image_activations"] = image_activation_rows(model_name, images.name, {
-        layer: tuple(t.cpu().numpy() for t in kept.result()) for layer, kept in state.image_activations().items()
-        if kept.result() is not None})
+    kept = {layer: tuple(t.cpu().numpy() for t in reducer.result()) for layer, reducer in state.image_activations().items()
+            if reducer.result() is not None}
+    warn_float16_overflow(kept)
+    tables["image_activations"] = image_activation_rows(model_name, images.name, kept)
     lap("rows")
     load(tables, catalog_path, model_name, images.name)
     lap("load")

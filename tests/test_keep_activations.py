@@ -139,6 +139,31 @@ def test_the_estimate_names_the_catalogue_growth_honours_quiet_and_comes_with_sh
     assert "5 images × 3 neurons" in shard.output and "this shard keeps 3 of the images" in shard.output
 
 
+def test_float16_overflow_is_counted_and_warned_in_one_line(tmp_path, planted_folder, capsys):
+    from torch import nn
+
+    from ingest.models import LoadedModel
+
+    conv = nn.Conv2d(3, 2, 3)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.zero_()
+        conv.weight[0] = 1e5  # a planted huge activation: unit 0 far past float16's 65504
+        conv.weight[1, 0, 1, 1] = 1.0  # unit 1: its pixel value, finite
+    model = LoadedModel(nn.Sequential(conv), "huge", "callable", None, (0.0,) * 3, (1.0,) * 3)
+    path = tmp_path / "c.duckdb"
+    options = IngestOptions(image_size=32, batch_size=8, workers=0, progress=False, device="cpu", top_n=5,
+                            self_activation=False, bootstrap=0, gamma_null_draws=0, keep_activations=None)
+    ingest(model, open_images(planted_folder), path, "huge", ["0"], options)
+    warnings_ = [line for line in capsys.readouterr().err.splitlines() if "not finite" in line]
+    with catalog.open(path, read_only=True) as cat:
+        stored = cat.rows("SELECT unit, count(*) FILTER (NOT isfinite(max)) + count(*) FILTER (NOT isfinite(mean)) "
+                          "FROM image_activations GROUP BY unit ORDER BY unit")
+    assert stored[1] == (1, 0) and stored[0][1] > 0
+    assert warnings_ == [warnings_[0]] and f"layer 0: {stored[0][1]}" in warnings_[0]
+    assert warnings_[0].startswith(f"warning: {stored[0][1]} kept activations are not finite")
+
+
 @pytest.mark.parametrize("value", ["-3", "many", "1.5"])
 def test_bad_values_exit_2_with_one_line_before_anything_is_created(tmp_path, planted_folder, value):
     path = tmp_path / "c.duckdb"

@@ -136,6 +136,18 @@ def test_constant_units_have_no_match():
     assert sorted(r["unit_a"] for r in best if r["model_a"] == "a") == [0, 2]
 
 
+def test_a_unit_with_an_overflowed_value_has_no_match_and_leaves_the_others_alone():
+    rng = np.random.default_rng(8)
+    a = rng.normal(size=(20, 3)).astype(np.float16)
+    clean = unit_matches({"l": a}, {"l": a})
+    a[4, 1] = np.inf  # float16 overflow
+    t = unit_matches({"l": a}, {"l": a})
+    best = [r for r in t.to_pylist() if r["kind"] == "best" and r["model_a"] == "a"]
+    assert sorted(r["unit_a"] for r in best) == [0, 2]
+    assert all(r["correlation"] == pytest.approx(1, abs=1e-5) and r["unit_b"] == r["unit_a"] for r in best)
+    assert len(clean.to_pylist()) > len(t.to_pylist())
+
+
 # --- networks with a known answer -------------------------------------------------------------------
 
 def net(seed: int) -> nn.Sequential:
