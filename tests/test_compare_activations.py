@@ -174,6 +174,25 @@ def test_the_site_shows_partners_and_the_cka_heatmap(cat_path):
         assert png.startswith(b"\x89PNG")
 
 
+def test_the_published_copy_indexes_the_partner_and_cka_lookups(cat_path, tmp_path):
+    import sqlite3
+
+    from catalog import plots
+    from catalog.datasette.neurocat_pages import PARTNERS_SQL
+    from catalog.publish import publish
+
+    assert run("compare", "a", "perm", "--activations", "--catalog", cat_path).exit_code == 0
+    lite = sqlite3.connect(publish(cat_path, tmp_path / "site.db"))
+
+    def plan(sql, args):
+        return " ".join(str(r[-1]) for r in lite.execute(f"EXPLAIN QUERY PLAN {sql}", args).fetchall())
+
+    assert "USING INDEX idx_unit_matches_dataset_model_a_layer_a_unit_a" in plan(PARTNERS_SQL, ["noise", "a", "2", 0])
+    assert "idx_layer_cka_model_a_dataset_model_b" in plan(plots.CKA_SQL, ["a", "perm", "noise"])
+    assert "idx_layer_cka_model_a_dataset_model_b" in plan(plots.CKA_OTHERS_SQL, ["a", "noise"])
+    assert lite.execute("SELECT count(*) FROM layer_cka WHERE model_a = 'a' AND model_b = 'perm'").fetchone() == (9,)
+
+
 def test_re_ingesting_a_model_drops_its_comparisons(cat_path, tmp_path):
     assert run("compare", "a", "other", "--activations", "--catalog", cat_path).exit_code == 0
     images = open_images(cat_path.parent / "noise")

@@ -19,6 +19,11 @@ from markupsafe import Markup, escape
 from catalog import plots
 from catalog.publish import CANNED
 
+# A neuron's partners in other models, (dataset, model, layer, unit); publish.INDEXES serves it.
+PARTNERS_SQL = ("SELECT m.model_b, m.layer_b, m.unit_b, m.correlation, m.kind FROM unit_matches m "
+                "WHERE m.dataset = ? AND m.model_a = ? AND m.layer_a = ? AND m.unit_a = ? "
+                "AND m.model_b <> m.model_a ORDER BY m.model_b, m.kind, m.correlation DESC")
+
 
 def _db(datasette):
     return datasette.get_database()
@@ -84,10 +89,7 @@ async def neuron_page(datasette, request):
     neuron = dict(rows[0])
     neuron.pop("nf_png")
     # its partners in other models on this data set (`neurocat compare --activations`), with their NFs
-    partners = await _rows(datasette, "SELECT m.model_b, m.layer_b, m.unit_b, m.correlation, m.kind FROM unit_matches m "
-                                      "WHERE m.dataset = ? AND m.model_a = ? AND m.layer_a = ? AND m.unit_a = ? "
-                                      "AND m.model_b <> m.model_a ORDER BY m.model_b, m.kind, m.correlation DESC",
-                           [key[1], key[0], key[2], key[3]])
+    partners = await _rows(datasette, PARTNERS_SQL, [key[1], key[0], key[2], key[3]])
     similar = await _rows(datasette, "SELECT s.unit_b, s.pearson, s.euclidean FROM similarity_pairs s "
                                      "WHERE s.model = ? AND s.dataset = ? AND s.layer = ? AND s.unit_a = ? "
                                      "ORDER BY s.rank", list(key))
