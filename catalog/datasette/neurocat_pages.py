@@ -63,6 +63,19 @@ def mission(has_gamma_p: bool, has_alpha_lo: bool) -> dict:
     return out
 
 
+def mission_dropped(thresholds: dict) -> list[dict]:
+    """What ``mission()`` left out of a run's thresholds, for the front page's note: per missing column, the
+    ingest option that leaves it NULL, what the run lacks, the condition dropped and its stand-in (or None)."""
+    dropped = []
+    if "gamma_p" not in thresholds:
+        dropped.append({"flag": "--gamma-null-draws 0", "lacks": "γ's p-values",
+                        "was": f"gamma_p < {MISSION['gamma_p']}", "now": None})
+    if "alpha_lo" not in thresholds:
+        dropped.append({"flag": "--bootstrap 0", "lacks": "α's intervals", "was": f"alpha_lo > {MISSION['alpha_lo']}",
+                        "now": f"alpha > {thresholds['alpha']}"})
+    return dropped
+
+
 def mission_condition(thresholds: dict) -> str:
     """``gamma > 0.9 AND gamma_p < 0.01 AND alpha_lo > 0.5`` for those thresholds."""
     return " AND ".join(f"{c} {MISSION_OPS[c]} {v}" for c, v in thresholds.items())
@@ -229,6 +242,7 @@ async def landing_page(datasette, request):
         run["mission"] = thresholds
         run["mission_condition"] = mission_condition(thresholds)
         run["mission_sure"] = bool(has_p and has_lo)
+        run["mission_dropped"] = mission_dropped(thresholds)
         run["mission_sql"] = (f"SELECT model, dataset, layer, unit FROM neurons WHERE model = '{_sql_text(run['model'])}' "
                               f"AND dataset = '{_sql_text(run['dataset'])}' AND {run['mission_condition']}")
         hits = dict(await _rows(datasette, "SELECT layer, COUNT(*) FROM neurons WHERE model = ? AND dataset = ? AND "
