@@ -85,14 +85,16 @@ def _numpy_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def standardised(acts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(z, varies) for an (images × units) array: z is (units × images), float32, each row centred and
-    scaled to unit length so that z_a · z_b is the Pearson r; units constant over the images (no r
-    defined) have ``varies`` False and are left out of every match."""
+    scaled to unit length so that z_a · z_b is the Pearson r; units constant over the images or with a
+    value that is not finite (no r defined) have ``varies`` False and are left out of every match."""
     x = np.asarray(acts, dtype=np.float64)
     if x.ndim != 2:
         raise ValueError(f"activations must be (images, units), not shape {x.shape}")
+    finite = np.isfinite(x).all(axis=0)  # a unit with inf (float16 overflow) or NaN has no r; the others keep theirs
+    x = np.where(finite, x, 0.0)
     x = x - x.mean(axis=0)
     norm = np.sqrt((x * x).sum(axis=0))
-    varies = norm > 1e-12 * max(1.0, float(np.abs(x).max(initial=0.0)))
+    varies = finite & (norm > 1e-12 * max(1.0, float(np.abs(x).max(initial=0.0))))
     z = np.zeros((x.shape[1], x.shape[0]), dtype=np.float32)
     z[varies] = (x[:, varies] / norm[varies]).T
     return z, varies
@@ -264,8 +266,10 @@ def layer_cka(acts_a: Mapping[str, np.ndarray], acts_b: Mapping[str, np.ndarray]
     grids = [(model_a, list(acts_a), model_b, list(acts_b if acts_b is not None else acts_a), ab)]
     if within and acts_b is not None:
         grids += [(model_a, list(acts_a), model_a, list(acts_a), aa), (model_b, list(acts_b), model_b, list(acts_b), bb)]
-    rows = [(ma, la, mb, lb, float(grid[i, j]), used, n) for ma, layers_a, mb, layers_b, grid in grids
-            for i, la in enumerate(layers_a) for j, lb in enumerate(layers_b)]
+    # A constant layer has no CKA (0/0): NULL, as the schema promises, not NaN, which DuckDB sorts above
+    # every number (ORDER BY cka DESC would pick a dead layer) and SQLite would store as NULL anyway.
+    rows = [(ma, la, mb, lb, float(grid[i, j]) if np.isfinite(grid[i, j]) else None, used, n)
+            for ma, layers_a, mb, layers_b, grid in grids for i, la in enumerate(layers_a) for j, lb in enumerate(layers_b)]
     columns = ("model_a", "layer_a", "model_b", "layer_b", "cka", "estimator", "n_images")
     types = (pa.string(), pa.string(), pa.string(), pa.string(), pa.float64(), pa.string(), pa.int32())
     return pa.table({c: pa.array([r[k] for r in rows], t) for k, (c, t) in enumerate(zip(columns, types))})
@@ -317,7 +321,8 @@ def match_activations(cat: Catalog, model_a: str, model_b: str, dataset: str | N
     """Match two models by their kept activations (`neurocat compare --activations`): ``unit_matches``
     and ``layer_cka`` (A × B, A × A, B × B) computed and stored in one transaction, replacing
     this pair's earlier rows. Returns rows written per table. Both models must have kept the same
-    probe images; docs/science.md §23."""
+    probe images; docs/science.md §23. ``layers_a`` and ``layers_b`` of equal length pair up
+    element-wise for the one-to-one assignment (default: each A layer with its most-voted B layer)."""
     if model_a == model_b:
         raise ValueError(f"compare --activations needs two different models, not {model_a!r} twice "
                          f"(its layer CKA with itself comes with any comparison)")
@@ -331,7 +336,9 @@ def match_activations(cat: Catalog, model_a: str, model_b: str, dataset: str | N
     if len(ids_a) < 4:
         raise ValueError(f"matching needs at least 4 probe images; {model_a!r} kept {len(ids_a)}")
     extra = {"dataset": ds, "measure": measure, "n_images": len(ids_a)}
-    tables = {"unit_matches": unit_matches(acts_a, acts_b, model_a, model_b, block=block, matmul=matmul),
+    # Both lists of one length name the layer pairs of the one-to-one assignment; else the most-voted B layer.
+    pairs = list(zip(layers_a, layers_b)) if layers_a and layers_b and len(layers_a) == len(layers_b) else None
+    tables = {"unit_matches": unit_matches(acts_a, acts_b, model_a, model_b, pairs, block=block, matmul=matmul),
               "layer_cka": layer_cka(acts_a, acts_b, model_a, model_b, estimator, batch, within=True, matmul=matmul)}
     con = cat.con
     con.execute("BEGIN TRANSACTION")

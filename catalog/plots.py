@@ -251,8 +251,14 @@ def _invariance_by_layer(rows) -> bytes:
 
 
 def orientation_tuning_chart(rows) -> bytes:
-    """A neuron's orientation tuning curve as a polar plot: retention r(θ) of its response when the
-    receptive fields of its top images turn by θ (docs/science.md §21), closed at 360°.
+    """``orientation_tuning_figure`` as PNG bytes (the neuron page's orientation.png)."""
+    return _png(orientation_tuning_figure(rows))
+
+
+def orientation_tuning_figure(rows):
+    """A neuron's orientation tuning curve as a polar plot (a matplotlib Figure; its first line is the
+    curve): retention r(θ) of its response when the receptive fields of its top images turn by θ
+    (docs/science.md §21), closed at 360°.
 
     Rows: (angle in degrees, retention, ...), in angle order.
     """
@@ -266,7 +272,7 @@ def orientation_tuning_chart(rows) -> bytes:
     ax.set_rlabel_position(22.5)
     ax.tick_params(axis="y", labelsize=7)
     ax.set_title("retention r(θ) per rotation θ", fontsize=9)
-    return _png(fig)
+    return fig
 
 
 def class_frequency_chart(rows) -> bytes:

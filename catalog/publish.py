@@ -39,6 +39,9 @@ INDEXES = {
     "layers": [("model", "dataset", "layer_index")],
     "orientation_tuning": [("model", "dataset", "layer", "unit", "angle")],
     "symmetry_axes": [("model", "dataset", "layer", "unit", "axis")],
+    # the neuron page's partners (neurocat_pages.PARTNERS_SQL) and the model page's CKA (plots.CKA_SQL, CKA_OTHERS_SQL)
+    "unit_matches": [("dataset", "model_a", "layer_a", "unit_a")],
+    "layer_cka": [("model_a", "dataset", "model_b")],
 }
 MATERIALISED = ("neurons",)
 # Too large for the site (images × neurons rows) and read by no view: matching reads it from DuckDB.

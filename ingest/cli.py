@@ -124,7 +124,8 @@ def ingest(
                                                                    "2·step, … degrees (must divide 360, at most 120)."),
     keep_activations: str = typer.Option("2000", "--keep-activations", help="Store each neuron's spatial max and "
                                          "mean on the first K images (by id) for `neurocat compare --activations`: "
-                                         "a count, 0 (off) or all."),
+                                         "a count, 0 (off) or all. The values go to host memory batch by "
+                                         "batch: all holds images × neurons × 4 bytes of RAM until the end."),
     quiet: bool = QUIET,
 ):
     """Index a model's neurons on a labelled image set: top-N images, crops, NF, α, γ, and the cheap
@@ -317,10 +318,16 @@ def compare(
                                      "activations: unit correlations and layer CKA, stored in unit_matches and "
                                      "layer_cka (docs/science.md §23)."),
     layers_a: Optional[list[str]] = typer.Option(None, "--layers-a", help="With --activations: layers of model A "
-                                                 "(repeat or comma-separate). Default: every kept layer."),
+                                                 "(repeat or comma-separate). Default: every kept layer. Given "
+                                                 "with --layers-b of the same length, the i-th layers of both "
+                                                 "form the layer pairs of the one-to-one assignment; otherwise "
+                                                 "each layer of A is paired with the layer of B its units "
+                                                 "best-match most often."),
     layers_b: Optional[list[str]] = typer.Option(None, "--layers-b", help="With --activations: layers of model B."),
-    measure: str = typer.Option("max", "--measure", help="With --activations: the per-image spatial max or mean."),
-    device: Optional[str] = DEVICE,
+    measure: Optional[str] = typer.Option(None, "--measure", help="With --activations: the per-image spatial max "
+                                                                  "or mean. Default: max."),
+    device: Optional[str] = typer.Option(None, "--device", help="With --activations: cpu, cuda or cuda:N for the "
+                                                               "products. Default: cuda when torch sees one."),
 ):
     """Two models side by side: layers by relative depth with α and γ summaries, and per layer how well
     each neuron's top images match its best neuron of the other model (Jaccard; views best_match,
@@ -328,6 +335,10 @@ def compare(
     import catalog as cat_lib
     from catalog.compare import compare as run, match_activations
 
+    given = [flag for flag, value in (("--layers-a", layers_a), ("--layers-b", layers_b), ("--measure", measure),
+                                      ("--device", device)) if value is not None]
+    if given and not activations:  # silently ignored, they would leave an older comparison on show
+        _fail(f"{', '.join(given)} need{'s' if len(given) == 1 else ''} --activations")
     try:
         if activations:
             from catalog.lock import writer_lock
@@ -338,8 +349,8 @@ def compare(
 
             matmul = device_matmul(device)
             with writer_lock(catalog, f"compare {model_a} {model_b}"), cat_lib.open(catalog) as cat:
-                match_activations(cat, model_a, model_b, dataset, _split(layers_a), _split(layers_b), measure,
-                                  matmul=matmul)
+                match_activations(cat, model_a, model_b, dataset, _split(layers_a), _split(layers_b),
+                                  measure or "max", matmul=matmul)
         with cat_lib.open(catalog, read_only=True) as cat:
             tables = run(cat, model_a, model_b, dataset)
     except (FileNotFoundError, ValueError) as exc:

@@ -33,7 +33,7 @@ from .rows import LayerResult, image_activation_rows, run_tables
 from .top_images import neuron_features, self_activations
 
 __all__ = ["IngestOptions", "IngestSummary", "ingest", "index_scan", "choose_layers", "check_catalogue",
-           "catalogue_writer", "run_dir_for", "checkpoint_path"]
+           "catalogue_writer", "run_dir_for", "checkpoint_path", "print_activations_estimate"]
 
 
 @dataclass
@@ -62,8 +62,15 @@ def choose_layers(model: LoadedModel, layers: list[str] | None, options: IngestO
     return layer_names
 
 
-def activations_estimate(model: LoadedModel, layer_names: list[str], n_images: int, options: IngestOptions) -> str:
-    """The disk ``--keep-activations`` will take: K × neurons × 2 bytes (float16) × 2 (max and mean)."""
+# Catalogue growth per kept (neuron, image) row: DuckDB stores max and mean as 4-byte REAL beside the row's
+# keys; measured 429 MiB for 42,016,000 rows (benchmarks/RESULTS.md, matching by activations).
+DUCKDB_BYTES_PER_KEPT_ROW = 429 * 2**20 / 42_016_000
+
+
+def activations_estimate(model: LoadedModel, layer_names: list[str], n_images: int, options: IngestOptions,
+                         shard_images: int | None = None) -> str:
+    """The disk ``--keep-activations`` will take: K × neurons × 2 bytes (float16) × 2 (max and mean) of
+    Parquet, and the catalogue's growth; ``shard_images``: how many of the K a shard keeps in its state."""
     from .layer_table import output_shapes
 
     modules = dict(model.module.named_modules())
@@ -73,8 +80,18 @@ def activations_estimate(model: LoadedModel, layer_names: list[str], n_images: i
         channels.update({n: shape[1] for n, shape in output_shapes(model.module, others, options.image_size).items()})
     k = n_images if options.keep_activations is None else min(options.keep_activations, n_images)
     neurons = sum(channels.values())
+    shard = "" if shard_images is None else (f"; this shard keeps {shard_images} of the images "
+                                             f"(≈ {shard_images * neurons * 4 / 2**20:.1f} MiB in its state)")
     return (f"--keep-activations: {k} images × {neurons} neurons × 2 bytes × 2 (max, mean) ≈ "
-            f"{k * neurons * 4 / 2**20:.1f} MiB of Parquet (image_activations)")
+            f"{k * neurons * 4 / 2**20:.1f} MiB of Parquet (image_activations) and ≈ "
+            f"{k * neurons * DUCKDB_BYTES_PER_KEPT_ROW / 2**20:.1f} MiB more catalogue (DuckDB, 4-byte REAL){shard}")
+
+
+def print_activations_estimate(model: LoadedModel, layer_names: list[str], n_images: int, options: IngestOptions,
+                               shard_images: int | None = None) -> None:
+    """The estimate on stderr before the scan, unless --keep-activations 0 or -q."""
+    if options.keep_activations != 0 and options.progress:
+        print(activations_estimate(model, layer_names, n_images, options, shard_images), file=sys.stderr)
 
 
 def check_catalogue(catalog_path: Path, images: LabelledImages, model_name: str) -> None:
@@ -121,8 +138,7 @@ def ingest(model: LoadedModel, images: LabelledImages, catalog_path: str | Path,
     model_name = model_name or model.architecture
     start = time.perf_counter()
     layer_names = choose_layers(model, layers, options)
-    if options.keep_activations != 0:
-        print(activations_estimate(model, layer_names, len(images), options), file=sys.stderr)
+    print_activations_estimate(model, layer_names, len(images), options)
     # One writer per catalogue from before the scan to the load: a second run fails now, not after its scan.
     with catalogue_writer(catalog_path, f"ingest {model_name} on {images.name}"):
         network = Network(model, options.device, options.autocast, options.channels_last)
@@ -142,6 +158,20 @@ def ingest(model: LoadedModel, images: LabelledImages, catalog_path: str | Path,
                          time.perf_counter() - scan_start)
         checkpoint.remove()
     return summary
+
+
+def warn_float16_overflow(kept: dict[str, tuple]) -> dict[str, int]:
+    """Count the kept values that are not finite (past float16's ±65504 they became ±inf) per layer and
+    say so in one line on stderr: silent, they would leave those units out of every match. Returns the counts."""
+    import numpy as np
+
+    counts = {layer: int((~np.isfinite(mx)).sum() + (~np.isfinite(mean)).sum()) for layer, (_, mx, mean) in kept.items()}
+    counts = {layer: n for layer, n in counts.items() if n}
+    if counts:
+        print(f"warning: {sum(counts.values())} kept activations are not finite (float16 holds ±65504; stored as "
+              f"±inf/NaN, those units get no correlation match): "
+              + ", ".join(f"layer {layer}: {n}" for layer, n in counts.items()), file=sys.stderr)
+    return counts
 
 
 def index_scan(network: Network, images: LabelledImages, catalog_path: Path, model_name: str, layer_names: list[str],
@@ -174,9 +204,10 @@ def index_scan(network: Network, images: LabelledImages, catalog_path: Path, mod
     tables = run_tables(model_name, network.model, images, layers, state["class_means"].result(), hierarchy,
                         state.n_seen, errors, state.mean_colour(options.image_size).tolist(), options,
                         str(network.device), time.perf_counter() - start)
-    tables["image_activations"] = image_activation_rows(model_name, images.name, {
-        layer: tuple(t.cpu().numpy() for t in kept.result()) for layer, kept in state.image_activations().items()
-        if kept.result() is not None})
+    kept = {layer: tuple(t.cpu().numpy() for t in reducer.result()) for layer, reducer in state.image_activations().items()
+            if reducer.result() is not None}
+    warn_float16_overflow(kept)
+    tables["image_activations"] = image_activation_rows(model_name, images.name, kept)
     lap("rows")
     load(tables, catalog_path, model_name, images.name)
     lap("load")

@@ -119,12 +119,15 @@ class _PerImage:
 
 class ImageActivations:
     """Per neuron of one layer, the spatial max and mean on each image of the probe set: the first ``k``
-    image ids (the recorded order; ``k`` None: every image), kept in float16 on the batch's device for
-    matching by activations (docs/science.md §23). Images are keyed by id, so any merge order gives
-    the same rows (the first copy of an image wins)."""
+    image ids (the recorded order; ``k`` None: every image), in float16, for matching by activations
+    (docs/science.md §23). Each batch's values move to host memory at once, so the device holds one
+    batch of them whatever K is (``all`` on ImageNet would not fit a GPU); update, merge, resume and
+    the result all keep them there. Images are keyed by id, so any merge order gives the same rows
+    (the first copy of an image wins)."""
 
     def __init__(self, layer: str, k: int | None, device: torch.device | str = "cpu"):
-        self.layer, self.k, self.device = layer, k, torch.device(device)
+        # ``device`` is the scan's; the kept values live on the host whatever it is.
+        self.layer, self.k, self.device = layer, k, torch.device("cpu")
         self.ids: list[torch.Tensor] = []
         self.max: list[torch.Tensor] = []
         self.mean: list[torch.Tensor] = []
@@ -136,13 +139,13 @@ class ImageActivations:
         rows = torch.nonzero(keep).squeeze(1).to(output.device)
         maps = as_maps(output, self.layer)[rows].flatten(2)
         self.ids.append(batch.ids_cpu[keep])
-        self.max.append(maps.amax(dim=2).half())
-        self.mean.append(maps.float().mean(dim=2).half())
+        self.max.append(maps.amax(dim=2).half().cpu())
+        self.mean.append(maps.float().mean(dim=2).half().cpu())
 
     def merge(self, other: "ImageActivations") -> None:
-        self.ids += other.ids
-        self.max += [t.to(self.device) for t in other.max]
-        self.mean += [t.to(self.device) for t in other.mean]
+        self.ids += [t.cpu() for t in other.ids]
+        self.max += [t.cpu() for t in other.max]
+        self.mean += [t.cpu() for t in other.mean]
 
     def _unique(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         if not self.ids:
@@ -152,22 +155,22 @@ class ImageActivations:
         for row, image_id in enumerate(ids.tolist()):
             first.setdefault(image_id, row)
         order = sorted(first)
-        rows = torch.tensor([first[i] for i in order], dtype=torch.int64)  # host: ids live on the CPU
-        return (torch.tensor(order, dtype=torch.int64), torch.cat(self.max)[rows.to(self.device)],  # host: ids
-                torch.cat(self.mean)[rows.to(self.device)])
+        rows = torch.tensor([first[i] for i in order], dtype=torch.int64)  # host: the kept values live on the CPU
+        return (torch.tensor(order, dtype=torch.int64), torch.cat(self.max)[rows],  # host: the kept values too
+                torch.cat(self.mean)[rows])
 
     def state_dict(self) -> dict:
         kept = self._unique()
         if kept is None:
             return {}
-        return {"ids": kept[0], "max": kept[1].cpu(), "mean": kept[2].cpu()}
+        return {"ids": kept[0], "max": kept[1], "mean": kept[2]}
 
     def load_state_dict(self, state: dict) -> None:
-        self.ids, self.max, self.mean = ([state["ids"]], [state["max"].to(self.device)],
-                                         [state["mean"].to(self.device)]) if state else ([], [], [])
+        self.ids, self.max, self.mean = ([state["ids"].cpu()], [state["max"].cpu()],
+                                         [state["mean"].cpu()]) if state else ([], [], [])
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-        """(image ids ascending, max (images × units), mean (images × units)), float16; None before any image."""
+        """(image ids ascending, max (images × units), mean (images × units)), float16 on the CPU; None before any image."""
         return self._unique()
 
 

@@ -20,7 +20,8 @@ from .errors import UsageError
 from .models import LoadedModel, load_model, model_of
 from .network import Network
 from .options import IngestOptions, hierarchy_layer
-from .pipeline import IngestSummary, catalogue_writer, check_catalogue, choose_layers, index_scan
+from .pipeline import (IngestSummary, catalogue_writer, check_catalogue, choose_layers, index_scan,
+                       print_activations_estimate)
 from .record import record, run_fingerprint, scan_state
 
 STATE = "shard.pt"
@@ -42,10 +43,13 @@ def ingest_shard(model: LoadedModel, images: LabelledImages, data: str, out: Pat
     """Scan shard ``i/n`` and write its scan state and run description to ``out``; returns images scanned."""
     i, n = parse_shard(shard)
     layer_names = choose_layers(model, layers, options)
+    ids = [j for j in range(len(images)) if j % n == i - 1]
+    k = len(images) if options.keep_activations is None else options.keep_activations
+    print_activations_estimate(model, layer_names, len(images), options, sum(1 for j in ids if j < k))
     network = Network(model, options.device, options.autocast, options.channels_last)
     state = scan_state(layer_names, options.top_n, images, hierarchy_layer(layer_names, options), network.device,
                        per_image=True, chunk=options.batch_size, keep_activations=options.keep_activations)
-    record(network, images, state, options, ids=[j for j in range(len(images)) if j % n == i - 1])
+    record(network, images, state, options, ids=ids)
     out.mkdir(parents=True, exist_ok=True)
     content = {"fingerprint": run_fingerprint(model, layer_names, images, options), "scan": state.state_dict()}
     run = {"shard": shard, "model": {"architecture": model.architecture, "source": model.source,

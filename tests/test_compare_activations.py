@@ -2,6 +2,8 @@
 network with its channels permuted (outputs equal) match unit for unit at r = 1 with CKA 1 on the
 matching layers; two independently seeded networks share no pair above the view's threshold. The
 rows are stored atomically and replaced; bad input exits 2 with one line; the site and `plot` show them."""
+import html
+import re
 import urllib.parse
 import urllib.request
 
@@ -120,6 +122,30 @@ def test_bad_input_exits_2_with_one_line(cat_path, args, words):
         assert cat.rows("SELECT count(*) FROM unit_matches") == before  # nothing half-written
 
 
+@pytest.mark.parametrize("args, flags", [
+    (("--layers-a", "0"), "--layers-a needs"),
+    (("--layers-b", "2"), "--layers-b needs"),
+    (("--measure", "mean"), "--measure needs"),
+    (("--device", "cpu"), "--device needs"),
+    (("--layers-a", "0", "--measure", "mean"), "--layers-a, --measure need"),
+])
+def test_activation_options_without_activations_exit_2(cat_path, args, flags):
+    result = run("compare", "a", "perm", *args, "--catalog", cat_path)
+    assert result.exit_code == 2, result.output
+    assert f"{flags} --activations" in result.output and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_layer_lists_of_equal_length_choose_the_one_to_one_pairs(cat_path):
+    result = run("compare", "a", "perm", "--activations", "--layers-a", "0,2", "--layers-b", "2,0",
+                 "--catalog", cat_path, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    with catalog.open(cat_path, read_only=True) as cat:
+        pairs = cat.rows("SELECT DISTINCT layer_a, layer_b FROM unit_matches WHERE model_a = 'a' AND model_b = 'perm' "
+                         "AND kind = 'one_to_one' ORDER BY 1")
+    assert pairs == [("0", "2"), ("2", "0")]  # not the most-voted (0, 0) and (2, 2)
+    assert run("compare", "a", "perm", "--activations", "--catalog", cat_path).exit_code == 0  # as the others expect
+
+
 def test_plot_compare_writes_the_heatmap(cat_path, tmp_path):
     assert run("compare", "a", "perm", "--activations", "--catalog", cat_path).exit_code == 0
     result = run("plot", "--model", "a", "--compare", "perm", "--catalog", cat_path, "--out-dir", tmp_path)
@@ -136,11 +162,35 @@ def test_the_site_shows_partners_and_the_cka_heatmap(cat_path):
     with running(db, metadata, timeout=60) as base:
         query = urllib.parse.urlencode({"model": "perm", "dataset": "noise", "layer": "2", "unit": 0})
         page = urllib.request.urlopen(f"{base}/-/neuron?{query}", timeout=30).read().decode()
-        assert 'id="partners"' in page and f"unit={int(PERM2[0])}" in page
+        # the partner in model a is unit PERM2[0] of layer 2: its exact link, inside the partners table
+        partners = page.split('<table id="partners">', 1)[1].split("</table>", 1)[0]
+        links = [html.unescape(h) for h in re.findall(r'<a href="([^"]+)"', partners)]
+        expected = "/-/neuron?" + urllib.parse.urlencode({"model": "a", "dataset": "noise", "layer": "2",
+                                                          "unit": int(PERM2[0])})
+        assert expected in links, links
         model = urllib.request.urlopen(f"{base}/-/model?model=a&dataset=noise", timeout=30).read().decode()
         assert "/-/model/cka.png?" in model and "perm" in model
         png = urllib.request.urlopen(f"{base}/-/model/cka.png?model=a&other=perm&dataset=noise", timeout=30).read()
         assert png.startswith(b"\x89PNG")
+
+
+def test_the_published_copy_indexes_the_partner_and_cka_lookups(cat_path, tmp_path):
+    import sqlite3
+
+    from catalog import plots
+    from catalog.datasette.neurocat_pages import PARTNERS_SQL
+    from catalog.publish import publish
+
+    assert run("compare", "a", "perm", "--activations", "--catalog", cat_path).exit_code == 0
+    lite = sqlite3.connect(publish(cat_path, tmp_path / "site.db"))
+
+    def plan(sql, args):
+        return " ".join(str(r[-1]) for r in lite.execute(f"EXPLAIN QUERY PLAN {sql}", args).fetchall())
+
+    assert "USING INDEX idx_unit_matches_dataset_model_a_layer_a_unit_a" in plan(PARTNERS_SQL, ["noise", "a", "2", 0])
+    assert "idx_layer_cka_model_a_dataset_model_b" in plan(plots.CKA_SQL, ["a", "perm", "noise"])
+    assert "idx_layer_cka_model_a_dataset_model_b" in plan(plots.CKA_OTHERS_SQL, ["a", "noise"])
+    assert lite.execute("SELECT count(*) FROM layer_cka WHERE model_a = 'a' AND model_b = 'perm'").fetchone() == (9,)
 
 
 def test_re_ingesting_a_model_drops_its_comparisons(cat_path, tmp_path):

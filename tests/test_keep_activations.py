@@ -19,7 +19,7 @@ from ingest.data import model_view, open_images, read_rgb
 from ingest.network import Network
 from ingest.options import keep_activations
 from ingest.pipeline import IngestOptions, ingest
-from ingest.record import record, scan_state
+from ingest.record import ImageActivations, record, scan_state
 
 
 def direct(planted_model, images, ids):
@@ -62,6 +62,34 @@ def test_the_reducer_keeps_the_first_k_images_exactly_however_the_scan_is_folded
         assert torch.equal(got[1], whole[1]) and torch.equal(got[2], whole[2])
 
 
+def test_kept_values_live_in_host_memory_whatever_the_scan_device(planted_folder, planted_model):
+    """One device throughout: the values go to the host per batch, and a merge or a resume into a
+    reducer built for another device (here "meta", which holds no data) keeps them there."""
+    images = open_images(planted_folder)
+    network = Network(planted_model, "cpu")
+    options = IngestOptions(image_size=32, batch_size=3, workers=0, progress=False, device="cpu")
+    scanned = record(network, images, fresh(images, network, 7), options)["acts:0"]
+    expected = scanned.result()
+    merged = ImageActivations("0", 7, device="meta")
+    merged.merge(scanned)
+    resumed = ImageActivations("0", 7, device="meta")
+    resumed.load_state_dict(scanned.state_dict())
+    for reducer in (scanned, merged, resumed):
+        assert {t.device.type for t in reducer.max + reducer.mean + reducer.ids} == {"cpu"}
+        got = reducer.result()
+        assert all(t.device.type == "cpu" for t in got)
+        assert all(torch.equal(a, b) for a, b in zip(got, expected))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_on_cuda_each_batch_leaves_the_device(planted_folder, planted_model):
+    images = open_images(planted_folder)
+    network = Network(planted_model, "cuda")
+    options = IngestOptions(image_size=32, batch_size=3, workers=0, progress=False, device="cuda")
+    kept = record(network, images, fresh(images, network, None), options)["acts:0"]
+    assert {t.device.type for t in kept.max + kept.mean} == {"cpu"}
+
+
 def test_k_zero_adds_no_reducer_and_all_keeps_every_image(planted_folder, planted_model):
     images = open_images(planted_folder)
     network = Network(planted_model, "cpu")
@@ -73,9 +101,11 @@ def test_k_zero_adds_no_reducer_and_all_keeps_every_image(planted_folder, plante
 
 def test_ingest_writes_float16_parquet_and_the_table(tmp_path, planted_folder, planted_model, capsys):
     path = tmp_path / "c.duckdb"
-    options = IngestOptions(image_size=32, batch_size=8, workers=0, progress=False, device="cpu", keep_activations=12)
+    options = IngestOptions(image_size=32, batch_size=8, workers=0, progress=True, device="cpu", keep_activations=12)
     ingest(planted_model, open_images(planted_folder), path, "planted", ["0"], options)
-    assert "12 images × 3 neurons × 2 bytes × 2 (max, mean)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "12 images × 3 neurons × 2 bytes × 2 (max, mean) ≈ 0.0 MiB of Parquet" in err
+    assert "MiB more catalogue (DuckDB, 4-byte REAL)" in err
     files = glob.glob(str(tmp_path / "neurocat-runs" / "*" / "run-*" / "image_activations.parquet"))
     schema = pq.read_schema(files[0])
     assert str(schema.field("max").type) == "halffloat" and str(schema.field("mean").type) == "halffloat"
@@ -88,6 +118,50 @@ def test_ingest_writes_float16_parquet_and_the_table(tmp_path, planted_folder, p
     ingest(planted_model, open_images(planted_folder), path, "planted", ["0"], options)
     with catalog.open(path, read_only=True) as cat:
         assert cat.rows("SELECT count(*) FROM image_activations") == [(0,)]
+
+
+def test_the_estimate_names_the_catalogue_growth_honours_quiet_and_comes_with_shards(tmp_path, planted_folder,
+                                                                                     planted_model):
+    from ingest.pipeline import DUCKDB_BYTES_PER_KEPT_ROW, activations_estimate
+
+    options = IngestOptions(image_size=32, keep_activations=1000, progress=False)
+    line = activations_estimate(planted_model, ["0"], 4000, options)
+    assert f"≈ {1000 * 3 * 4 / 2**20:.1f} MiB of Parquet" in line
+    assert f"≈ {1000 * 3 * DUCKDB_BYTES_PER_KEPT_ROW / 2**20:.1f} MiB more catalogue" in line
+    common = ["--model", "tests.planted:planted", "--layers", "0", "--image-size", "32", "--workers", "0",
+              "--keep-activations", "5", "--data", str(planted_folder)]
+    runner = CliRunner()
+    quiet = runner.invoke(app, ["ingest", *common, "--catalog", str(tmp_path / "q.duckdb"), "-q"])
+    assert quiet.exit_code == 0, quiet.output
+    assert "--keep-activations:" not in quiet.output
+    shard = runner.invoke(app, ["ingest", *common, "--shard", "1/2", "--out", str(tmp_path / "part")])
+    assert shard.exit_code == 0, shard.output
+    assert "5 images × 3 neurons" in shard.output and "this shard keeps 3 of the images" in shard.output
+
+
+def test_float16_overflow_is_counted_and_warned_in_one_line(tmp_path, planted_folder, capsys):
+    from torch import nn
+
+    from ingest.models import LoadedModel
+
+    conv = nn.Conv2d(3, 2, 3)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.zero_()
+        conv.weight[0] = 1e5  # a planted huge activation: unit 0 far past float16's 65504
+        conv.weight[1, 0, 1, 1] = 1.0  # unit 1: its pixel value, finite
+    model = LoadedModel(nn.Sequential(conv), "huge", "callable", None, (0.0,) * 3, (1.0,) * 3)
+    path = tmp_path / "c.duckdb"
+    options = IngestOptions(image_size=32, batch_size=8, workers=0, progress=False, device="cpu", top_n=5,
+                            self_activation=False, bootstrap=0, gamma_null_draws=0, keep_activations=None)
+    ingest(model, open_images(planted_folder), path, "huge", ["0"], options)
+    warnings_ = [line for line in capsys.readouterr().err.splitlines() if "not finite" in line]
+    with catalog.open(path, read_only=True) as cat:
+        stored = cat.rows("SELECT unit, count(*) FILTER (NOT isfinite(max)) + count(*) FILTER (NOT isfinite(mean)) "
+                          "FROM image_activations GROUP BY unit ORDER BY unit")
+    assert stored[1] == (1, 0) and stored[0][1] > 0
+    assert warnings_ == [warnings_[0]] and f"layer 0: {stored[0][1]}" in warnings_[0]
+    assert warnings_[0].startswith(f"warning: {stored[0][1]} kept activations are not finite")
 
 
 @pytest.mark.parametrize("value", ["-3", "many", "1.5"])

@@ -130,3 +130,44 @@ def test_most_selective_neurons_link_to_their_pages(site, browser):  # noqa: F81
     page.wait_for_load_state()
     assert "planted" in page.inner_text("h1") and "on nored" in page.inner_text("h1")
     page.close()
+
+
+def fallback_note(html, model, dataset):
+    section = re.search(rf'<section class="run" data-model="{model}" data-dataset="{dataset}">(.*?)</section>', html, re.S)
+    note = re.search(r'<p class="mission-fallback">(.*?)</p>', section.group(1), re.S)
+    return None if note is None else re.sub(r"<[^>]+>", "", note.group(1)).replace("&lt;", "<").replace("&gt;", ">")
+
+
+def test_the_fallback_note_names_only_what_the_run_dropped(site, tmp_path):
+    """One run without γ's null (--gamma-null-draws 0), one without the bootstrap (--bootstrap 0): each note
+    names only its own option and its own dropped condition; twin (both off) names both, the others none."""
+    from ingest.data import open_images
+    from ingest.models import LoadedModel
+    from ingest.pipeline import IngestOptions, ingest
+    from tests.planted import planted
+
+    html = get(site["base"] + "/")[1].decode()
+    twin = fallback_note(html, "twin", "shapes")
+    assert "--gamma-null-draws 0" in twin and "--bootstrap 0" in twin
+    assert "gamma_p < 0.01 is left out" in twin and "alpha_lo > 0.5 becomes alpha > 0.5" in twin
+    assert fallback_note(html, "planted", "shapes") is None and fallback_note(html, "planted", "nored") is None
+
+    model = LoadedModel(planted().eval(), "planted", "callable", None, (0.0,) * 3, (1.0,) * 3)
+    opts = IngestOptions(image_size=32, batch_size=8, workers=0, progress=False, device="cpu", top_n=8,
+                         self_activation=False, keep_activations=0)
+    path = tmp_path / "mixed.duckdb"
+    images = open_images(site["path"].parent / "shapes")
+    ingest(model, images, path, "no_null", ["0"], dataclasses.replace(opts, gamma_null_draws=0, bootstrap=20))
+    ingest(model, images, path, "no_bootstrap", ["0"], dataclasses.replace(opts, gamma_null_draws=50, bootstrap=0))
+    db, metadata, _ = prepare(path)
+    with running(db, metadata, timeout=60) as base:
+        html = get(base + "/")[1].decode()
+    no_null, no_bootstrap = fallback_note(html, "no_null", "shapes"), fallback_note(html, "no_bootstrap", "shapes")
+    assert "--gamma-null-draws 0" in no_null and "--bootstrap" not in no_null
+    assert "gamma_p < 0.01 is left out" in no_null and "alpha" not in no_null
+    assert "--bootstrap 0" in no_bootstrap and "--gamma-null-draws" not in no_bootstrap
+    assert "alpha_lo > 0.5 becomes alpha > 0.5" in no_bootstrap and "gamma_p" not in no_bootstrap
+    conditions = dict(re.findall(r'data-model="(\w+)" data-dataset="shapes">.*?<code class="mission-condition">(.*?)</code>',
+                                 html, re.S))
+    assert conditions == {"no_null": "gamma &gt; 0.9 AND alpha_lo &gt; 0.5",
+                          "no_bootstrap": "gamma &gt; 0.9 AND gamma_p &lt; 0.01 AND alpha &gt; 0.5"}

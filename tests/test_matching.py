@@ -75,6 +75,43 @@ def test_unbiased_minibatch_estimator_close_to_the_full_one_on_a_large_case():
     assert layer_cka({"x": x}, {"y": y}, batch=500).column("estimator")[0].as_py() == "unbiased"
 
 
+def test_unbiased_minibatch_estimator_equals_per_batch_hsic1_summed_before_the_ratio():
+    """An exact oracle of the minibatch estimator: the same seeded order and batches, each batch's HSIC₁
+    written out term by term, summed over the batches, then the ratio. n = 1003 with batches of 100
+    leaves a remainder of 3 (< 4 images, no HSIC₁), which is folded into the batch before it."""
+    rng = np.random.default_rng(5)
+    n, batch, seed = 1003, 100, 7
+    x = rng.normal(size=(n, 6))
+    y = x[:, :3] @ rng.normal(size=(3, 5)) + rng.normal(size=(n, 5))
+    order = np.random.default_rng(seed).permutation(n)
+    chunks = [order[lo:lo + batch] for lo in range(0, n, batch)]
+    assert len(chunks[-1]) == 3
+    chunks = chunks[:-2] + [np.concatenate(chunks[-2:])]
+    assert [len(c) for c in chunks] == [100] * 9 + [103]
+    sums = np.zeros(3)
+    for rows in chunks:
+        xc, yc = x[rows] - x[rows].mean(0), y[rows] - y[rows].mean(0)
+        k, l = xc @ xc.T, yc @ yc.T
+        sums += direct_hsic1(k, l), direct_hsic1(k, k), direct_hsic1(l, l)
+    expected = sums[0] / np.sqrt(sums[1] * sums[2])
+    assert cka(x, y, estimator="unbiased", batch=batch, seed=seed) == pytest.approx(expected, rel=1e-4)
+
+
+def test_a_constant_layer_has_null_cka_and_is_never_the_most_similar():
+    import duckdb
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(40, 5))
+    acts_b = {"dead": np.zeros((40, 3)), "live": x @ rng.normal(size=(5, 4))}
+    for estimator in ("full", "unbiased"):
+        grid = layer_cka({"x": x}, acts_b, estimator=estimator, batch=20)
+        by_layer = dict(zip(grid.column("layer_b").to_pylist(), grid.column("cka").to_pylist()))
+        assert by_layer["dead"] is None and by_layer["live"] > 0.5
+        assert grid.column("cka").null_count == 1  # NULL, not NaN
+        best = duckdb.connect().execute("SELECT layer_b FROM grid ORDER BY cka DESC NULLS LAST LIMIT 1").fetchall()[0][0]
+        assert best == "live"
+
+
 def test_blockwise_best_correlation_equals_the_full_matrix():
     rng = np.random.default_rng(4)
     a, b = rng.normal(size=(40, 37)), rng.normal(size=(40, 23))
@@ -97,6 +134,18 @@ def test_constant_units_have_no_match():
     t = unit_matches({"l": a}, {"l": a})
     best = t.filter(np.array(t.column("kind").to_pylist()) == "best").to_pylist()
     assert sorted(r["unit_a"] for r in best if r["model_a"] == "a") == [0, 2]
+
+
+def test_a_unit_with_an_overflowed_value_has_no_match_and_leaves_the_others_alone():
+    rng = np.random.default_rng(8)
+    a = rng.normal(size=(20, 3)).astype(np.float16)
+    clean = unit_matches({"l": a}, {"l": a})
+    a[4, 1] = np.inf  # float16 overflow
+    t = unit_matches({"l": a}, {"l": a})
+    best = [r for r in t.to_pylist() if r["kind"] == "best" and r["model_a"] == "a"]
+    assert sorted(r["unit_a"] for r in best) == [0, 2]
+    assert all(r["correlation"] == pytest.approx(1, abs=1e-5) and r["unit_b"] == r["unit_a"] for r in best)
+    assert len(clean.to_pylist()) > len(t.to_pylist())
 
 
 # --- networks with a known answer -------------------------------------------------------------------

@@ -10,6 +10,7 @@ import re
 import urllib.parse
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -107,8 +108,17 @@ def test_the_polar_plot_is_drawn_from_the_neurons_tuning_rows(site):
     curve = {angle: r for angle, r, _ in rows}
     assert len(curve) == 24 and curve[0] == 1.0 and curve[180] == pytest.approx(1.0, abs=1e-6)
     assert curve[90] == pytest.approx(0.0, abs=1e-6)
+    # the plotted curve is the stored one: θ in radians closed back to the first angle (+360°), r as stored
+    import matplotlib.pyplot as plt
+
+    fig = plots.orientation_tuning_figure(rows)
+    line = fig.axes[0].lines[0]
+    angles, stored = [a for a, _, _ in rows], [r for _, r, _ in rows]
+    np.testing.assert_array_equal(line.get_xdata(), np.deg2rad(angles + [angles[0] + 360.0]))
+    np.testing.assert_array_equal(line.get_ydata(), stored + [stored[0]])
+    plt.close(fig)
     status, body = get(f"{site['base']}/-/neuron/orientation.png?model=kernels&dataset=data&layer=0&unit={BAR}")
-    assert status == 200 and body == plots.orientation_tuning_chart(rows)
+    assert status == 200 and body.startswith(b"\x89PNG") and body == plots.orientation_tuning_chart(rows)
     with pytest.raises(Exception, match="404"):
         get(f"{site['base']}/-/neuron/orientation.png?model=plain&dataset=data&layer=0&unit={BAR}")
 

@@ -19,6 +19,11 @@ from markupsafe import Markup, escape
 from catalog import plots
 from catalog.publish import CANNED
 
+# A neuron's partners in other models, (dataset, model, layer, unit); publish.INDEXES serves it.
+PARTNERS_SQL = ("SELECT m.model_b, m.layer_b, m.unit_b, m.correlation, m.kind FROM unit_matches m "
+                "WHERE m.dataset = ? AND m.model_a = ? AND m.layer_a = ? AND m.unit_a = ? "
+                "AND m.model_b <> m.model_a ORDER BY m.model_b, m.kind, m.correlation DESC")
+
 
 def _db(datasette):
     return datasette.get_database()
@@ -58,6 +63,19 @@ def mission(has_gamma_p: bool, has_alpha_lo: bool) -> dict:
     return out
 
 
+def mission_dropped(thresholds: dict) -> list[dict]:
+    """What ``mission()`` left out of a run's thresholds, for the front page's note: per missing column, the
+    ingest option that leaves it NULL, what the run lacks, the condition dropped and its stand-in (or None)."""
+    dropped = []
+    if "gamma_p" not in thresholds:
+        dropped.append({"flag": "--gamma-null-draws 0", "lacks": "γ's p-values",
+                        "was": f"gamma_p < {MISSION['gamma_p']}", "now": None})
+    if "alpha_lo" not in thresholds:
+        dropped.append({"flag": "--bootstrap 0", "lacks": "α's intervals", "was": f"alpha_lo > {MISSION['alpha_lo']}",
+                        "now": f"alpha > {thresholds['alpha']}"})
+    return dropped
+
+
 def mission_condition(thresholds: dict) -> str:
     """``gamma > 0.9 AND gamma_p < 0.01 AND alpha_lo > 0.5`` for those thresholds."""
     return " AND ".join(f"{c} {MISSION_OPS[c]} {v}" for c, v in thresholds.items())
@@ -84,10 +102,7 @@ async def neuron_page(datasette, request):
     neuron = dict(rows[0])
     neuron.pop("nf_png")
     # its partners in other models on this data set (`neurocat compare --activations`), with their NFs
-    partners = await _rows(datasette, "SELECT m.model_b, m.layer_b, m.unit_b, m.correlation, m.kind FROM unit_matches m "
-                                      "WHERE m.dataset = ? AND m.model_a = ? AND m.layer_a = ? AND m.unit_a = ? "
-                                      "AND m.model_b <> m.model_a ORDER BY m.model_b, m.kind, m.correlation DESC",
-                           [key[1], key[0], key[2], key[3]])
+    partners = await _rows(datasette, PARTNERS_SQL, [key[1], key[0], key[2], key[3]])
     similar = await _rows(datasette, "SELECT s.unit_b, s.pearson, s.euclidean FROM similarity_pairs s "
                                      "WHERE s.model = ? AND s.dataset = ? AND s.layer = ? AND s.unit_a = ? "
                                      "ORDER BY s.rank", list(key))
@@ -227,6 +242,7 @@ async def landing_page(datasette, request):
         run["mission"] = thresholds
         run["mission_condition"] = mission_condition(thresholds)
         run["mission_sure"] = bool(has_p and has_lo)
+        run["mission_dropped"] = mission_dropped(thresholds)
         run["mission_sql"] = (f"SELECT model, dataset, layer, unit FROM neurons WHERE model = '{_sql_text(run['model'])}' "
                               f"AND dataset = '{_sql_text(run['dataset'])}' AND {run['mission_condition']}")
         hits = dict(await _rows(datasette, "SELECT layer, COUNT(*) FROM neurons WHERE model = ? AND dataset = ? AND "
