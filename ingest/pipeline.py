@@ -138,11 +138,11 @@ def ingest(model: LoadedModel, images: LabelledImages, catalog_path: str | Path,
     model_name = model_name or model.architecture
     start = time.perf_counter()
     layer_names = choose_layers(model, layers, options)
-    print_activations_estimate(model, layer_names, len(images), options)
     # One writer per catalogue from before the scan to the load: a second run fails now, not after its scan.
     with catalogue_writer(catalog_path, f"ingest {model_name} on {images.name}"):
         network = Network(model, options.device, options.autocast, options.channels_last)
         check_catalogue(catalog_path, images, model_name)
+        print_activations_estimate(model, layer_names, len(images), options)  # once the run can start
         key = run_key(model, layer_names, images, options)
         checkpoint = Checkpoint(checkpoint_path(catalog_path, model_name, images.name), fingerprint_of(key), key)
         scan_start = time.perf_counter()
