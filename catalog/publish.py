@@ -39,8 +39,9 @@ INDEXES = {
     "layers": [("model", "dataset", "layer_index")],
     "orientation_tuning": [("model", "dataset", "layer", "unit", "angle")],
     "symmetry_axes": [("model", "dataset", "layer", "unit", "axis")],
-    # the neuron page's partners (neurocat_pages.PARTNERS_SQL) and the model page's CKA (plots.CKA_SQL, CKA_OTHERS_SQL)
-    "unit_matches": [("dataset", "model_a", "layer_a", "unit_a")],
+    # the neuron page's partners (neurocat_pages.PARTNERS_SQL), the model page's CKA (plots.CKA_SQL, CKA_OTHERS_SQL)
+    # and the compare page's layer table and strongest pairs (neurocat_pages.COMPARE_*_SQL)
+    "unit_matches": [("dataset", "model_a", "layer_a", "unit_a"), ("dataset", "model_a", "model_b", "kind", "layer_a", "unit_a", "correlation")],
     "layer_cka": [("model_a", "dataset", "model_b")],
 }
 MATERIALISED = ("neurons",)

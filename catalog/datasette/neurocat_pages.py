@@ -17,12 +17,37 @@ from datasette.utils.asgi import Response
 from markupsafe import Markup, escape
 
 from catalog import plots
+from catalog.compare import MATCH_THRESHOLD
 from catalog.publish import CANNED
 
 # A neuron's partners in other models, (dataset, model, layer, unit); publish.INDEXES serves it.
 PARTNERS_SQL = ("SELECT m.model_b, m.layer_b, m.unit_b, m.correlation, m.kind FROM unit_matches m "
                 "WHERE m.dataset = ? AND m.model_a = ? AND m.layer_a = ? AND m.unit_a = ? "
                 "AND m.model_b <> m.model_a ORDER BY m.model_b, m.kind, m.correlation DESC")
+
+# The compare page (/-/compare?dataset=&a=&b=); publish.INDEXES serves each lookup (unit_matches by
+# (dataset, model_a), layer_cka by (model_a, dataset, model_b)). Portable SQL: DuckDB and SQLite alike.
+COMPARED_PAIRS_SQL = ("SELECT DISTINCT model_a, dataset, model_b FROM layer_cka WHERE model_a <> model_b "
+                      "ORDER BY dataset, model_a, model_b")
+COMPARED_SQL = "SELECT COUNT(*) FROM layer_cka WHERE model_a = ? AND dataset = ? AND model_b = ?"
+# Per layer of A: B's layer of highest CKA and that CKA; units with a one-to-one partner above the
+# threshold; live units; the mean r of each unit's most correlated unit of B.
+COMPARE_LAYERS_SQL = """WITH cka AS (SELECT layer_a, layer_b, cka, ROW_NUMBER() OVER (PARTITION BY layer_a
+                          ORDER BY cka IS NULL, cka DESC, layer_b) AS position FROM layer_cka
+                          WHERE model_a = ? AND dataset = ? AND model_b = ?),
+     pairs AS (SELECT layer_a, COUNT(DISTINCT CASE WHEN correlation > ? THEN unit_a END) AS above
+               FROM unit_matches WHERE dataset = ? AND model_a = ? AND model_b = ? AND kind = 'one_to_one'
+               GROUP BY layer_a),
+     best AS (SELECT layer_a, AVG(correlation) AS mean_r FROM unit_matches
+              WHERE dataset = ? AND model_a = ? AND model_b = ? AND kind = 'best' GROUP BY layer_a)
+SELECT l.layer, cka.layer_b, cka.cka, COALESCE(pairs.above, 0), l.channels - COALESCE(l.n_dead, 0), best.mean_r
+FROM layers l LEFT JOIN cka ON cka.layer_a = l.layer AND cka.position = 1
+LEFT JOIN pairs ON pairs.layer_a = l.layer LEFT JOIN best ON best.layer_a = l.layer
+WHERE l.model = ? AND l.dataset = ? ORDER BY l.layer_index, l.layer"""
+TOP_PAIRS = 24
+COMPARE_PAIRS_SQL = ("SELECT layer_a, unit_a, layer_b, unit_b, correlation FROM unit_matches "
+                     "WHERE dataset = ? AND model_a = ? AND model_b = ? AND kind = 'one_to_one' "
+                     "ORDER BY correlation DESC, layer_a, unit_a LIMIT ?")
 
 
 def _db(datasette):
@@ -206,6 +231,36 @@ async def cka_png(datasette, request):
     return _png(await asyncio.to_thread(plots.cka_heatmap, rows, model, other) if rows else None)
 
 
+async def compare_page(datasette, request):
+    """Two models on one data set (?dataset, a, b): the layer CKA heatmap, per layer of A its closest layer of B
+    and how many units have a one-to-one partner, and the strongest one-to-one pairs with both NFs. 404 with
+    one line (and the compared pairs) for unknown models or a pair never compared."""
+    dataset, a, b = (request.args.get(k) for k in ("dataset", "a", "b"))
+    compared = await _rows(datasette, COMPARED_SQL, [a, dataset, b]) if dataset and a and b and a != b else [(0,)]
+    context = {"dataset": dataset, "a": a, "b": b, "encode": lambda **kw: urlencode(kw), "fmt": format_float,
+               "threshold": MATCH_THRESHOLD}
+    if not compared[0][0]:
+        pairs = await _rows(datasette, COMPARED_PAIRS_SQL, [])
+        context["message"] = (f"no layer CKA of {a or '?'} against {b or '?'} on {dataset or '?'}: "
+                              f"run `neurocat compare {a or 'A'} {b or 'B'} --activations` first")
+        context["pairs"] = [(ma, ds, mb, "/-/compare?" + urlencode({"dataset": ds, "a": ma, "b": mb}))
+                            for ma, ds, mb in pairs]
+        return Response.html(await datasette.render_template("compare.html", context, request=request), status=404)
+    layers = await _rows(datasette, COMPARE_LAYERS_SQL, [a, dataset, b, MATCH_THRESHOLD, dataset, a, b, dataset, a, b,
+                                                         a, dataset])
+    top = await _rows(datasette, COMPARE_PAIRS_SQL, [dataset, a, b, TOP_PAIRS])
+    context.update({
+        "layers": layers, "n_above": sum(r[3] for r in layers), "n_live": sum(r[4] or 0 for r in layers),
+        "heatmap": "/-/model/cka.png?" + urlencode({"model": a, "other": b, "dataset": dataset}),
+        "swapped": "/-/compare?" + urlencode({"dataset": dataset, "a": b, "b": a}),
+        "model_href": {m: "/-/model?" + urlencode({"model": m, "dataset": dataset}) for m in (a, b)},
+        "top": [{"layer_a": la, "unit_a": ua, "layer_b": lb, "unit_b": ub, "r": r,
+                 "href_a": _neuron_href(a, dataset, la, ua), "nf_a": _neuron_href(a, dataset, la, ua, "/-/neuron/nf.png"),
+                 "href_b": _neuron_href(b, dataset, lb, ub), "nf_b": _neuron_href(b, dataset, lb, ub, "/-/neuron/nf.png")}
+                for la, ua, lb, ub, r in top]})
+    return Response.html(await datasette.render_template("compare.html", context, request=request))
+
+
 async def crop_png(datasette, request):
     """One top image's receptive-field crop (?model, dataset, layer, unit, rank), ``size`` px (default 48)."""
     key = _neuron_key(request)
@@ -267,7 +322,10 @@ async def landing_page(datasette, request):
     models = sorted({r["model"] for r in runs})
     datasets = sorted({r["dataset"] for r in runs})
     grid = {(r["model"], r["dataset"]): r for r in runs}
+    compared = [(ma, ds, mb, "/-/compare?" + urlencode({"dataset": ds, "a": ma, "b": mb}))
+                for ma, ds, mb in await _rows(datasette, COMPARED_PAIRS_SQL, [])]
     return Response.html(await datasette.render_template("landing.html", {
+        "compared": compared,
         "runs": runs, "models": models, "datasets": datasets, "grid": grid, "database": db.name,
         "mission": MISSION, "canned_sql": CANNED["selective_neurons"]["sql"], "fmt": format_float},
         request=request))
@@ -287,6 +345,7 @@ def register_routes():
         (r"^/-/model$", model_page),
         (r"^/-/model/plot\.png$", model_plot),
         (r"^/-/model/cka\.png$", cka_png),
+        (r"^/-/compare$", compare_page),
     ]
 
 
