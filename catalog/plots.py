@@ -407,13 +407,30 @@ def crop_png(root: str, image_size: int, path: str, top: int, left: int, size: i
     return buf.getvalue()
 
 
-# Linear CKA of two models' layers (`neurocat compare --activations`; docs/science.md §23): (model, other, dataset).
-CKA_SQL = ("SELECT c.layer_a, c.layer_b, c.cka, c.estimator, c.n_images FROM layer_cka c "
+# Linear CKA of two models' layers (`neurocat compare --activations`; docs/science.md §23): params
+# ``cka_args(model, other, dataset)``. `compare` stores one direction (A × B); CKA is symmetric, so B × A reads
+# the same rows transposed. publish.INDEXES serves both halves.
+CKA_SQL = ("SELECT c.layer_a, c.layer_b, c.cka, c.estimator, c.n_images FROM ("
+           "SELECT dataset, model_a, layer_a, model_b, layer_b, cka, estimator, n_images FROM layer_cka "
+           "WHERE model_a = ? AND model_b = ? AND dataset = ? UNION ALL "
+           "SELECT dataset, model_b, layer_b, model_a, layer_a, cka, estimator, n_images FROM layer_cka "
+           "WHERE model_a = ? AND model_b = ? AND dataset = ? AND model_a <> model_b) c "
            "JOIN layers la ON la.model = c.model_a AND la.dataset = c.dataset AND la.layer = c.layer_a "
            "JOIN layers lb ON lb.model = c.model_b AND lb.dataset = c.dataset AND lb.layer = c.layer_b "
-           "WHERE c.model_a = ? AND c.model_b = ? AND c.dataset = ? ORDER BY la.layer_index, lb.layer_index")
-CKA_OTHERS_SQL = ("SELECT DISTINCT model_b FROM layer_cka WHERE model_a = ? AND dataset = ? AND model_b <> model_a "
-                  "ORDER BY model_b")
+           "ORDER BY la.layer_index, lb.layer_index")
+# The models compared with one (either direction): params ``cka_others_args(model, dataset)``.
+CKA_OTHERS_SQL = ("SELECT model_b FROM layer_cka WHERE model_a = ? AND dataset = ? AND model_b <> model_a UNION "
+                  "SELECT model_a FROM layer_cka WHERE model_b = ? AND dataset = ? AND model_a <> model_b ORDER BY 1")
+
+
+def cka_args(model: str, other: str, dataset: str) -> list:
+    """CKA_SQL's parameters for ``model`` (rows) × ``other`` (columns) on ``dataset``."""
+    return [model, other, dataset, other, model, dataset]
+
+
+def cka_others_args(model: str, dataset: str) -> list:
+    """CKA_OTHERS_SQL's parameters."""
+    return [model, dataset, model, dataset]
 
 
 def cka_heatmap_figure(rows, model_a: str, model_b: str):
@@ -449,7 +466,7 @@ def write_cka(cat, model: str, other: str, dataset: str | None, out_dir):
     from pathlib import Path
 
     dataset = cat.run(model, dataset)["dataset"]
-    rows = cat.rows(CKA_SQL, [model, other, dataset])
+    rows = cat.rows(CKA_SQL, cka_args(model, other, dataset))
     if not rows:
         raise ValueError(f"no layer CKA of {model!r} against {other!r} on {dataset!r}: "
                          f"run `neurocat compare {model} {other} --activations` first")

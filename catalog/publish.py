@@ -42,7 +42,7 @@ INDEXES = {
     # the neuron page's partners (neurocat_pages.PARTNERS_SQL), the model page's CKA (plots.CKA_SQL, CKA_OTHERS_SQL)
     # and the compare page's layer table and strongest pairs (neurocat_pages.COMPARE_*_SQL)
     "unit_matches": [("dataset", "model_a", "layer_a", "unit_a"), ("dataset", "model_a", "model_b", "kind", "layer_a", "unit_a", "correlation")],
-    "layer_cka": [("model_a", "dataset", "model_b")],
+    "layer_cka": [("model_a", "dataset", "model_b"), ("model_b", "dataset", "model_a")],
 }
 MATERIALISED = ("neurons",)
 # Too large for the site (images × neurons rows) and read by no view: matching reads it from DuckDB.

@@ -152,6 +152,10 @@ def test_plot_compare_writes_the_heatmap(cat_path, tmp_path):
     assert result.exit_code == 0, result.output
     png = tmp_path / "a-perm-noise-cka.png"
     assert png.read_bytes().startswith(b"\x89PNG")
+    # the other way round: the same CKA, transposed
+    result = run("plot", "--model", "perm", "--compare", "a", "--catalog", cat_path, "--out-dir", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "perm-a-noise-cka.png").read_bytes().startswith(b"\x89PNG")
     missing = run("plot", "--model", "a", "--compare", "fewer", "--catalog", cat_path, "--out-dir", tmp_path)
     assert missing.exit_code == 2 and "compare a fewer --activations" in missing.output
 
@@ -188,8 +192,11 @@ def test_the_published_copy_indexes_the_partner_and_cka_lookups(cat_path, tmp_pa
         return " ".join(str(r[-1]) for r in lite.execute(f"EXPLAIN QUERY PLAN {sql}", args).fetchall())
 
     assert "USING INDEX idx_unit_matches_dataset_model_a_layer_a_unit_a" in plan(PARTNERS_SQL, ["noise", "a", "2", 0])
-    assert "idx_layer_cka_model_a_dataset_model_b" in plan(plots.CKA_SQL, ["a", "perm", "noise"])
-    assert "idx_layer_cka_model_a_dataset_model_b" in plan(plots.CKA_OTHERS_SQL, ["a", "noise"])
+    for model, other in (("a", "perm"), ("perm", "a")):  # stored as a × perm; perm × a reads it transposed
+        for steps in (plan(plots.CKA_SQL, plots.cka_args(model, other, "noise")),
+                      plan(plots.CKA_OTHERS_SQL, plots.cka_others_args(model, "noise"))):
+            assert steps.count("SEARCH layer_cka USING") == 2 and "SCAN layer_cka" not in steps, steps
+            assert "idx_layer_cka_model_" in steps, steps
     assert lite.execute("SELECT count(*) FROM layer_cka WHERE model_a = 'a' AND model_b = 'perm'").fetchone() == (9,)
 
 

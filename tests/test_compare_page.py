@@ -16,7 +16,7 @@ import pytest
 import catalog
 from catalog.compare import MATCH_THRESHOLD
 from catalog.datasette.neurocat_pages import (COMPARE_LAYERS_SQL, COMPARE_PAIRS_SQL, COMPARED_PAIRS_SQL,
-                                              COMPARED_SQL, TOP_PAIRS)
+                                              COMPARED_SQL, TOP_PAIRS, compare_layers_args)
 from catalog.publish import publish
 from catalog.site import prepare, running
 from ingest.data import open_images
@@ -48,27 +48,31 @@ def url(base, **args):
     return f"{base}/-/compare?" + urllib.parse.urlencode(args)
 
 
-def expected_layers(cat):
-    """Per layer of a, from the catalogue in Python: (layer, B's layer of highest CKA, its CKA, units with a
-    one-to-one partner above the threshold, live units, mean r of the best matches)."""
+def expected_layers(cat, a, b):
+    """Per layer of a, from the catalogue in Python: (layer, b's layer of highest CKA, its CKA, units with a
+    one-to-one partner above the threshold, live units, mean r of the best matches). layer_cka holds one
+    direction of the pair; CKA is symmetric."""
+    cka = {(la, lb): c for la, lb, c in cat.rows("SELECT layer_a, layer_b, cka FROM layer_cka WHERE model_a = ? "
+                                                 "AND model_b = ?", [a, b])}
+    cka.update({(la, lb): c for lb, la, c in cat.rows("SELECT layer_a, layer_b, cka FROM layer_cka WHERE model_a = ? "
+                                                      "AND model_b = ?", [b, a])})
     out = []
-    for layer, in cat.rows("SELECT layer FROM layers WHERE model = 'a' AND dataset = 'noise' ORDER BY layer_index"):
-        cka = cat.rows("SELECT layer_b, cka FROM layer_cka WHERE model_a = 'a' AND model_b = 'perm' AND layer_a = ?",
-                       [layer])
-        layer_b, best_cka = max(cka, key=lambda r: r[1])
-        one = cat.rows("SELECT unit_a, correlation FROM unit_matches WHERE model_a = 'a' AND model_b = 'perm' "
-                       "AND layer_a = ? AND kind = 'one_to_one'", [layer])
-        best = [r for r, in cat.rows("SELECT correlation FROM unit_matches WHERE model_a = 'a' AND model_b = 'perm' "
-                                     "AND layer_a = ? AND kind = 'best'", [layer])]
-        live = cat.rows("SELECT count(*) FROM units WHERE model = 'a' AND dataset = 'noise' AND layer = ? "
-                        "AND NOT dead", [layer])[0][0]
+    for layer, in cat.rows("SELECT layer FROM layers WHERE model = ? AND dataset = 'noise' ORDER BY layer_index", [a]):
+        layer_b, best_cka = max(((lb, c) for (la, lb), c in cka.items() if la == layer), key=lambda r: r[1])
+        one = cat.rows("SELECT unit_a, correlation FROM unit_matches WHERE model_a = ? AND model_b = ? "
+                       "AND layer_a = ? AND kind = 'one_to_one'", [a, b, layer])
+        best = [r for r, in cat.rows("SELECT correlation FROM unit_matches WHERE model_a = ? AND model_b = ? "
+                                     "AND layer_a = ? AND kind = 'best'", [a, b, layer])]
+        live = cat.rows("SELECT count(*) FROM units WHERE model = ? AND dataset = 'noise' AND layer = ? "
+                        "AND NOT dead", [a, layer])[0][0]
         out.append((layer, layer_b, best_cka, len({u for u, r in one if r > MATCH_THRESHOLD}), live,
                     sum(best) / len(best)))
     return out
 
 
-def test_the_compare_page_shows_heatmap_layer_table_and_the_planted_permutation(site, browser):  # noqa: F811
-    page = open_page(browser, url(site["base"], dataset="noise", a="a", b="perm"))
+@pytest.mark.parametrize("a, b", [("a", "perm"), ("perm", "a")])  # as compared, and the other way round
+def test_the_compare_page_shows_heatmap_layer_table_and_the_planted_permutation(site, browser, a, b):  # noqa: F811
+    page = open_page(browser, url(site["base"], dataset="noise", a=a, b=b))
     page.wait_for_function("document.querySelector('#heatmap').complete", timeout=15000)
     assert page.eval_on_selector("#heatmap", "e => e.naturalWidth") > 0
     assert page.eval_on_selector("#heatmap", "e => e.naturalHeight") > 0
@@ -78,7 +82,8 @@ def test_the_compare_page_shows_heatmap_layer_table_and_the_planted_permutation(
         e.querySelector('.above').textContent, e.querySelector('.live').textContent,
         e.querySelector('.mean-r').dataset.value])""")
     with catalog.open(site["duckdb"], read_only=True) as cat:
-        expected = expected_layers(cat)
+        assert cat.rows("SELECT count(*) FROM layer_cka WHERE model_a = 'perm' AND model_b = 'a'") == [(0,)]
+        expected = expected_layers(cat, a, b)
     assert [(la, lb, float(c), int(n), int(live), float(r)) for la, lb, c, n, live, r in rows] == [
         (la, lb, pytest.approx(c, abs=1e-9), n, live, pytest.approx(r, abs=1e-9)) for la, lb, c, n, live, r in expected]
     # the permuted copy: each layer's own copy, CKA 1, every live unit partnered
@@ -89,10 +94,11 @@ def test_the_compare_page_shows_heatmap_layer_table_and_the_planted_permutation(
         e.querySelector('a.b').getAttribute('href')])""")
     assert len(pairs) == TOP_PAIRS
     for layer_a, unit_a, layer_b, unit_b, href_a, href_b in pairs:
-        assert layer_a == layer_b and unit_a == PERMS[layer_a][unit_b], (layer_a, unit_a, layer_b, unit_b)
-        assert href_a == "/-/neuron?" + urllib.parse.urlencode({"model": "a", "dataset": "noise", "layer": layer_a,
+        unit_of_a, unit_of_perm = (unit_a, unit_b) if a == "a" else (unit_b, unit_a)
+        assert layer_a == layer_b and unit_of_a == PERMS[layer_a][unit_of_perm], (layer_a, unit_a, layer_b, unit_b)
+        assert href_a == "/-/neuron?" + urllib.parse.urlencode({"model": a, "dataset": "noise", "layer": layer_a,
                                                                 "unit": unit_a})
-        assert href_b == "/-/neuron?" + urllib.parse.urlencode({"model": "perm", "dataset": "noise", "layer": layer_b,
+        assert href_b == "/-/neuron?" + urllib.parse.urlencode({"model": b, "dataset": "noise", "layer": layer_b,
                                                                 "unit": unit_b})
     page.wait_for_function("[...document.querySelectorAll('figure.pair img.nf')].every(e => e.complete)", timeout=15000)
     widths = page.eval_on_selector_all("figure.pair img.nf", "els => els.map(e => e.naturalWidth)")
@@ -123,8 +129,11 @@ def test_an_unknown_or_never_compared_pair_is_a_404_with_one_line(site, args):
 
 def test_the_model_and_front_pages_link_to_the_compare_page(site):
     link = html.escape(url("", dataset="noise", a="a", b="perm"))
-    model = urllib.request.urlopen(f"{site['base']}/-/model?model=a&dataset=noise", timeout=30).read().decode()
-    assert f'href="{link}"' in model
+    for a, b in (("a", "perm"), ("perm", "a")):  # each model's page, whichever way the pair was compared
+        model = urllib.request.urlopen(f"{site['base']}/-/model?model={a}&dataset=noise", timeout=30).read().decode()
+        assert f'href="{html.escape(url("", dataset="noise", a=a, b=b))}"' in model
+        heatmap = re.search(r'<img class="cka" src="([^"]+)"', model).group(1)
+        assert urllib.request.urlopen(site["base"] + html.unescape(heatmap), timeout=30).read().startswith(b"\x89PNG")
     front = urllib.request.urlopen(f"{site['base']}/", timeout=30).read().decode()
     assert f'href="{link}"' in front
 
@@ -135,13 +144,15 @@ def test_the_published_copy_indexes_the_compare_page(site, tmp_path):
     def plan(sql, args):
         return [str(r[-1]) for r in lite.execute(f"EXPLAIN QUERY PLAN {sql}", args).fetchall()]
 
-    layers = plan(COMPARE_LAYERS_SQL, ["a", "noise", "perm", MATCH_THRESHOLD, "noise", "a", "perm", "noise", "a",
-                                       "perm", "a", "noise"])
-    for sql, args in ((COMPARE_PAIRS_SQL, ["noise", "a", "perm", TOP_PAIRS]), (COMPARED_SQL, ["a", "noise", "perm"]),
-                      (COMPARED_PAIRS_SQL, [])):
+    layers = plan(COMPARE_LAYERS_SQL, compare_layers_args("perm", "a", "noise"))
+    for sql, args in ((COMPARE_PAIRS_SQL, ["noise", "a", "perm", TOP_PAIRS]),
+                      (COMPARED_SQL, ["a", "noise", "perm", "a", "noise", "perm"]), (COMPARED_PAIRS_SQL, [])):
         steps = plan(sql, args)
         assert any("INDEX" in s for s in steps) and not any(re.fullmatch(r"SCAN \w+", s) for s in steps), steps
     scanned = [s for s in layers if re.match(r"SCAN (unit_matches|layer_cka|layers)\b", s) and "INDEX" not in s]
     assert not scanned, layers
     assert any("idx_unit_matches_dataset_model_a_model_b_kind_layer_a_unit_a_correlation" in s for s in layers), layers
-    assert any("idx_layer_cka_model_a_dataset_model_b" in s for s in layers), layers
+    # both directions of layer_cka: an index search on all three columns
+    assert [s for s in layers if "layer_cka" in s] == [s for s in layers if re.fullmatch(
+        r"SEARCH layer_cka USING INDEX idx_layer_cka_\w+ \(model_\w=\? AND dataset=\? AND model_\w=\?\)", s)], layers
+    assert sum("layer_cka" in s for s in layers) == 2, layers

@@ -26,15 +26,20 @@ PARTNERS_SQL = ("SELECT m.model_b, m.layer_b, m.unit_b, m.correlation, m.kind FR
                 "AND m.model_b <> m.model_a ORDER BY m.model_b, m.kind, m.correlation DESC")
 
 # The compare page (/-/compare?dataset=&a=&b=); publish.INDEXES serves each lookup (unit_matches by
-# (dataset, model_a), layer_cka by (model_a, dataset, model_b)). Portable SQL: DuckDB and SQLite alike.
+# (dataset, model_a, model_b, kind), layer_cka by (model_a, dataset, model_b) and (model_b, dataset, model_a)).
+# layer_cka holds one direction of a pair (A × B; symmetric): B × A reads it transposed. Portable SQL.
 COMPARED_PAIRS_SQL = ("SELECT DISTINCT model_a, dataset, model_b FROM layer_cka WHERE model_a <> model_b "
                       "ORDER BY dataset, model_a, model_b")
-COMPARED_SQL = "SELECT COUNT(*) FROM layer_cka WHERE model_a = ? AND dataset = ? AND model_b = ?"
+COMPARED_SQL = ("SELECT (SELECT COUNT(*) FROM layer_cka WHERE model_a = ? AND dataset = ? AND model_b = ?) + "
+                "(SELECT COUNT(*) FROM layer_cka WHERE model_b = ? AND dataset = ? AND model_a = ?)")
 # Per layer of A: B's layer of highest CKA and that CKA; units with a one-to-one partner above the
 # threshold; live units; the mean r of each unit's most correlated unit of B.
-COMPARE_LAYERS_SQL = """WITH cka AS (SELECT layer_a, layer_b, cka, ROW_NUMBER() OVER (PARTITION BY layer_a
-                          ORDER BY cka IS NULL, cka DESC, layer_b) AS position FROM layer_cka
-                          WHERE model_a = ? AND dataset = ? AND model_b = ?),
+COMPARE_LAYERS_SQL = """WITH both_ways AS (SELECT layer_a, layer_b, cka FROM layer_cka
+                                WHERE model_a = ? AND dataset = ? AND model_b = ? UNION ALL
+                                SELECT layer_b, layer_a, cka FROM layer_cka
+                                WHERE model_b = ? AND dataset = ? AND model_a = ? AND model_a <> model_b),
+     cka AS (SELECT layer_a, layer_b, cka, ROW_NUMBER() OVER (PARTITION BY layer_a
+             ORDER BY cka IS NULL, cka DESC, layer_b) AS position FROM both_ways),
      pairs AS (SELECT layer_a, COUNT(DISTINCT CASE WHEN correlation > ? THEN unit_a END) AS above
                FROM unit_matches WHERE dataset = ? AND model_a = ? AND model_b = ? AND kind = 'one_to_one'
                GROUP BY layer_a),
@@ -44,6 +49,13 @@ SELECT l.layer, cka.layer_b, cka.cka, COALESCE(pairs.above, 0), l.channels - COA
 FROM layers l LEFT JOIN cka ON cka.layer_a = l.layer AND cka.position = 1
 LEFT JOIN pairs ON pairs.layer_a = l.layer LEFT JOIN best ON best.layer_a = l.layer
 WHERE l.model = ? AND l.dataset = ? ORDER BY l.layer_index, l.layer"""
+
+
+def compare_layers_args(a: str, b: str, dataset: str) -> list:
+    """COMPARE_LAYERS_SQL's parameters."""
+    return [a, dataset, b, a, dataset, b, MATCH_THRESHOLD, dataset, a, b, dataset, a, b, a, dataset]
+
+
 TOP_PAIRS = 24
 COMPARE_PAIRS_SQL = ("SELECT layer_a, unit_a, layer_b, unit_b, correlation FROM unit_matches "
                      "WHERE dataset = ? AND model_a = ? AND model_b = ? AND kind = 'one_to_one' "
@@ -208,7 +220,7 @@ async def model_page(datasette, request):
     layers = await _rows(datasette, "SELECT layer, channels, rf_size, n_dead, mean_alpha, mean_gamma, "
                                     "color_selective_fraction FROM layer_summary WHERE model = ? AND dataset = ? "
                                     "ORDER BY layer_index", list(chosen or ("", "")))
-    others = [r[0] for r in await _rows(datasette, plots.CKA_OTHERS_SQL, list(chosen or ("", "")))]
+    others = [r[0] for r in await _rows(datasette, plots.CKA_OTHERS_SQL, plots.cka_others_args(*(chosen or ("", ""))))]
     return Response.html(await datasette.render_template("model.html", {
         "runs": runs, "chosen": chosen, "layers": layers, "figures": list(plots.FIGURES), "cka_others": others,
         "captions": plots.FIGURE_CAPTIONS,
@@ -227,7 +239,7 @@ async def model_plot(datasette, request):
 async def cka_png(datasette, request):
     """The layer CKA heatmap of two models on one data set (?model, other, dataset)."""
     model, other, dataset = (request.args.get(k) for k in ("model", "other", "dataset"))
-    rows = await _rows(datasette, plots.CKA_SQL, [model, other, dataset]) if model and other and dataset else []
+    rows = await _rows(datasette, plots.CKA_SQL, plots.cka_args(model, other, dataset)) if model and other and dataset else []
     return _png(await asyncio.to_thread(plots.cka_heatmap, rows, model, other) if rows else None)
 
 
@@ -236,7 +248,7 @@ async def compare_page(datasette, request):
     and how many units have a one-to-one partner, and the strongest one-to-one pairs with both NFs. 404 with
     one line (and the compared pairs) for unknown models or a pair never compared."""
     dataset, a, b = (request.args.get(k) for k in ("dataset", "a", "b"))
-    compared = await _rows(datasette, COMPARED_SQL, [a, dataset, b]) if dataset and a and b and a != b else [(0,)]
+    compared = await _rows(datasette, COMPARED_SQL, [a, dataset, b, a, dataset, b]) if dataset and a and b and a != b else [(0,)]
     context = {"dataset": dataset, "a": a, "b": b, "encode": lambda **kw: urlencode(kw), "fmt": format_float,
                "threshold": MATCH_THRESHOLD}
     if not compared[0][0]:
@@ -246,8 +258,7 @@ async def compare_page(datasette, request):
         context["pairs"] = [(ma, ds, mb, "/-/compare?" + urlencode({"dataset": ds, "a": ma, "b": mb}))
                             for ma, ds, mb in pairs]
         return Response.html(await datasette.render_template("compare.html", context, request=request), status=404)
-    layers = await _rows(datasette, COMPARE_LAYERS_SQL, [a, dataset, b, MATCH_THRESHOLD, dataset, a, b, dataset, a, b,
-                                                         a, dataset])
+    layers = await _rows(datasette, COMPARE_LAYERS_SQL, compare_layers_args(a, b, dataset))
     top = await _rows(datasette, COMPARE_PAIRS_SQL, [dataset, a, b, TOP_PAIRS])
     context.update({
         "layers": layers, "n_above": sum(r[3] for r in layers), "n_live": sum(r[4] or 0 for r in layers),
