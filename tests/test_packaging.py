@@ -87,6 +87,7 @@ def test_wheel_holds_the_sql_the_site_and_the_resources(installed):
     names = set(installed["names"])
     assert {"catalog/sql/schema.sql", "catalog/sql/queries/neurons.sql", "catalog/datasette/neurocat_pages.py",
             "catalog/datasette/templates/neuron.html", "catalog/datasette/templates/model.html",
+            "catalog/datasette/templates/compare.html",
             "ingest/resources/imagenet_wordnet.csv"} <= names
     assert {f"catalog/sql/queries/{p.name}" for p in (ROOT / "queries").glob("*.sql")} <= names
     assert not any(n.startswith(("tests/", "queries/", "schema.sql")) for n in names)  # nothing top-level but packages
