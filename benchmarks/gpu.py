@@ -88,6 +88,8 @@ class NetdissectTopK:
             self.flush()
 
     def flush(self) -> None:
+        if not self.pending:
+            return
         values = torch.cat([v for v, _ in self.pending])
         ids = torch.cat([i for _, i in self.pending]).view(-1, 1).expand_as(values)
         self.pending = []

@@ -193,10 +193,12 @@ class TopKGroup:
             if not any(m is t for t in together):
                 m._flush_alone()
         ids = torch.cat([i for _, i, _ in first._pending])
-        values = torch.cat([torch.cat([m._values for m in together]),
-                            torch.cat([torch.cat([v for v, _, _ in m._pending]) for m in together], 1).t()], 1)
-        positions = torch.cat([torch.cat([m._positions for m in together]),
-                               torch.cat([torch.cat([p for _, _, p in m._pending]) for m in together], 1).t()], 1)
+        # Each member's rows [state | its buffer, transposed], then the members stacked: the
+        # transposes stay small enough for the caches.
+        values = torch.cat([torch.cat([m._values, torch.cat([v for v, _, _ in m._pending]).t()], 1)
+                            for m in together])
+        positions = torch.cat([torch.cat([m._positions, torch.cat([p for _, _, p in m._pending]).t()], 1)
+                               for m in together])
         state_ids = torch.cat([m._image_ids for m in together])
         image_ids = torch.cat([state_ids, ids.view(1, -1).expand(len(state_ids), -1)], 1)
         values, image_ids, positions = _keep_top(first.k, values, image_ids, positions, dedupe=False)
