@@ -101,7 +101,9 @@ class NetdissectTopK:
 
 def tally(network, layers, batch, steps, k, kind):
     """Forward passes of one resident batch, with the layers' maxima folded by ``kind``."""
-    ids = torch.arange(len(batch), device=network.device)
+    # Each step its own image ids, and every layer of a step the same id tensor, as in the scan.
+    step_ids = [torch.arange(s * len(batch), (s + 1) * len(batch), device=network.device) for s in range(steps)]
+    ids = step_ids[0]
     tops = {}
     group = TopKGroup()  # every layer folds in one go, as in the scan
 
@@ -117,8 +119,10 @@ def tally(network, layers, batch, steps, k, kind):
     x = network.inputs(batch)
     # The forward alone runs up to the deepest layer too, as the scan does: a tap that folds nothing.
     with LayerTap(network.module, layers) as tap, torch.inference_mode(), network.precision():
-        for _ in range(steps):
+        for step in range(steps):
+            ids = step_ids[step]  # noqa: F841 - fold reads it
             tap.run(x, (lambda name, out: None) if kind == "forward" else fold)
+            group.end_batch()
         for t in tops.values():
             t.values if kind in ("ours", "per-layer") else t.flush()  # noqa: B018 - the last fold counts
 

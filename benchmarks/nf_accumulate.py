@@ -25,7 +25,8 @@ def main() -> None:
     p.add_argument("--chunks-mb", default="1,4,16,64,256")
     args = p.parse_args()
     g = torch.Generator().manual_seed(0)
-    n, c, k, width = args.images, args.channels, 100, 14
+    n, c, width = args.images, args.channels, 14
+    k = min(100, n)
     images = torch.rand(n, 3, 224, 224, generator=g)
     values = torch.rand(c, k, generator=g).sort(1, descending=True).values
     ids = torch.stack([torch.randperm(n, generator=g)[:k] for _ in range(c)])
@@ -35,7 +36,7 @@ def main() -> None:
     times: dict[int, list[float]] = {}
     for _ in range(3):
         for mb in (int(x) for x in args.chunks_mb.split(",")):
-            neuron_feature.CHUNK_BYTES = mb << 20
+            neuron_feature.CHUNK_BYTES["cpu"] = mb << 20
             acc = NeuronFeatureAccumulator(plan, "cpu")
             start = time.perf_counter()
             for s in range(0, n, args.batch_size):

@@ -102,8 +102,9 @@ def ingest(
     out: Optional[Path] = typer.Option(None, help="Folder for a shard's state (with --shard)."),
     self_activation: Optional[bool] = typer.Option(None, "--self-activation/--no-self-activation",
                                                    help="Compute the NF self-activation: one forward pass of a "
-                                                        "probe image per live neuron. Default: on with a GPU, off "
-                                                        "on a CPU (where it can take longer than the scan)."),
+                                                        "probe image per live neuron. Default: on when the device is "
+                                                        "CUDA, off otherwise (on a CPU it can take longer than "
+                                                        "the scan)."),
     ica: bool = typer.Option(False, "--ica", help="Also compute ICA components of every neuron's top crops "
                                                   "(slower; or later with `neurocat analyze ica`)."),
     autocast: Optional[str] = typer.Option(None, "--autocast", help="Run the scan under bfloat16 or float16 "

@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from .receptive_field import ReceptiveField
 from .significance import shrink_crops
 
-# Crops are summed in chunks small enough to stay in the CPU caches between the gather and the sums.
-CHUNK_BYTES = 4 << 20
+# Crops are cut and summed in chunks: on a CPU small enough to stay in the caches between the gather
+# and the sums; on a GPU large, so a layer takes few kernel launches.
+CHUNK_BYTES = {"cpu": 4 << 20, "other": 256 << 20}
 
 
 @dataclass
@@ -67,21 +68,24 @@ class NeuronFeatureAccumulator:
         self.samples = (torch.zeros(len(plan.units), 3, side, side, dtype=torch.uint8, device=device)
                         if sample_side > 0 else None)
         self.sampled = torch.zeros(len(plan.units), dtype=torch.bool, device=device)  # crops actually cut
+        self.units, self.weights = plan.units, plan.weights  # on the batches' device from the first add
 
     def add(self, batch: torch.Tensor, batch_ids: torch.Tensor, fill: torch.Tensor) -> None:
         """Accumulate every planned crop whose image is in ``batch``."""
         p = self.plan
+        if self.units.device != batch.device:  # the plan lives on the host; its columns move once
+            self.units, self.weights = p.units.to(batch.device), p.weights.to(batch.device)
         for idx, crops in gather_crops(p, batch, batch_ids, fill):
-            units = p.units[idx].to(crops.device)
-            w = p.weights[idx].to(crops.device)
+            idx = idx.to(crops.device)
+            units, w = self.units[idx], self.weights[idx]
             self.weighted.index_add_(0, units, crops * w.view(-1, 1, 1, 1))
             self.total.index_add_(0, units, crops)
             self.squares.index_add_(0, units, crops * crops)
             self.weight.index_add_(0, units, w)
             self.n_used.index_add_(0, units, torch.ones_like(units))
             if self.samples is not None:
-                self.samples[idx.to(crops.device)] = shrink_crops(crops, self.samples.shape[-1])
-                self.sampled[idx.to(crops.device)] = True
+                self.samples[idx] = shrink_crops(crops, self.samples.shape[-1])
+                self.sampled[idx] = True
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(NF (C, 3, s, s), σ (C, s, s) mean over channels, n_used (C,)); NF is 0 where no crop was used."""
@@ -160,8 +164,8 @@ class ColorDrop:
 def gather_crops(p: CropPlan, batch: torch.Tensor, batch_ids: torch.Tensor, fill: torch.Tensor):
     """Yield ``(plan indices, crops (E, 3, s, s))`` for the planned crops whose image is in ``batch``.
 
-    ``batch`` is (B, 3, H, W) float in [0, 1] with sorted ``batch_ids``; crops come in chunks of
-    about 256 MB.
+    ``batch`` is (B, 3, H, W) float in [0, 1] with sorted ``batch_ids``; plan indices are on the host,
+    crops on the batch's device, in chunks of ``CHUNK_BYTES``.
     """
     idx, slot = in_batch(p, batch_ids.cpu())
     if len(idx) == 0:
@@ -184,7 +188,7 @@ def gather_crops(p: CropPlan, batch: torch.Tensor, batch_ids: torch.Tensor, fill
     # Every s×s window as a view (no copy); indexing it copies whole rows, so crops come out
     # contiguous, which the sums that follow need to run at memory speed.
     windows = padded.unfold(2, s, 1).unfold(3, s, 1)  # (B, 3, H', W', s, s)
-    chunk = max(1, CHUNK_BYTES // (4 * 3 * s * s))
+    chunk = max(1, CHUNK_BYTES["cpu" if device.type == "cpu" else "other"] // (4 * 3 * s * s))
     for start in range(0, len(idx), chunk):
         end = start + chunk
         yield idx[start:end], windows[slot[start:end], :, tops[start:end], lefts[start:end]]

@@ -323,6 +323,9 @@ class ScanState:
         for r in self.reducers.values():
             if r.layer is None:
                 r.update(batch, None)
+        # Every layer of the batch is in: the layers' top-N buffers fold together (runningstats.TopKGroup).
+        for group in {id(r.group): r.group for r in self.tops().values() if r.group is not None}.values():
+            group.end_batch()
 
     def merge(self, other: "ScanState") -> None:
         if other.reducers.keys() != self.reducers.keys():

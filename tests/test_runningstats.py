@@ -95,22 +95,56 @@ def test_layers_folded_together_equal_each_folded_alone():
         for tops in (together, alone):
             for t, v, p in zip(tops, streams, positions):
                 t.update(v[start:stop], ids, p[start:stop])
+        group.end_batch()
         start = stop
+    assert group.folds >= 300 // 40 - 1  # the members did fold together
     for t, a, v in zip(together, alone, streams):
         assert t.image_ids.tolist() == brute_force(v, 12)
         assert torch.equal(t.values, a.values) and torch.equal(t.positions, a.positions) and t.count == 300
-    # A member fed other images than the rest folds alone and stays right.
-    odd = TopK(3, 5, buffer=2, group=group)
-    odd.update(torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([400]), torch.zeros(1, 3, dtype=torch.int64))
-    together[0].update(streams[0][:1] + 10, torch.tensor([401]), positions[0][:1])
-    assert odd.image_ids[:, 0].tolist() == [400, 400, 400]
-    assert together[0].image_ids[:, 0].tolist() == [401] * 7
+
+
+def test_a_member_fed_other_images_folds_alone_and_stays_right():
+    group = TopKGroup()
+    a, b = TopK(3, 2, buffer=2, group=group), TopK(3, 2, buffer=2, group=group)  # same k and device
+    for start in (0, 2):
+        a.update(torch.tensor([[1.0, 2, 3], [4, 5, 6]]) + start, torch.arange(start, start + 2),
+                 torch.zeros(2, 3, dtype=torch.int64))
+        b.update(torch.tensor([[9.0, 9, 9], [0, 0, 0]]), torch.arange(100 + start, 102 + start),
+                 torch.zeros(2, 3, dtype=torch.int64))
+        group.end_batch()
+    assert a.image_ids.tolist() == [[3, 1]] * 3      # its own images (6 and 4), never b's
+    assert b.image_ids.tolist() == [[100, 102]] * 3  # ties to the lower id
+    assert group.folds == 0
+
+
+def test_a_scan_whose_batch_fills_the_buffer_still_folds_its_layers_together():
+    """Layers' reducers are created by their first output; with a batch as large as the buffer the
+    first layer is full before the others exist, which must not leave the layers folding apart."""
+    from ingest.network import Batch
+    from ingest.record import TopImages
+
+    group = TopKGroup()
+    layers = [TopImages(f"l{i}", 5, "cpu", group) for i in range(3)]
+    g = torch.Generator().manual_seed(0)
+    maps = torch.rand(4, 300, 3, 2, 2, generator=g)  # 4 batches of 300 images > buffer 256
+    for b in range(4):
+        batch = Batch(torch.arange(b * 300, (b + 1) * 300), torch.arange(b * 300, (b + 1) * 300))
+        for layer in layers:
+            layer.update(batch, maps[b])
+        group.end_batch()
+    assert group.folds == 4
+    flat = maps.flatten(3).amax(3).reshape(1200, 3)
+    for layer in layers:
+        assert layer.result().image_ids.tolist() == brute_force(flat, 5)
 
 
 def test_state_of_a_grouped_member_holds_only_its_own_channels():
     group = TopKGroup()
     small, big = TopK(2, 4, group=group), TopK(5000, 4, group=group)
+    ids = torch.arange(3)
     for t in (small, big):
-        t.update(torch.rand(3, t.channels), torch.arange(3), torch.zeros(3, t.channels, dtype=torch.int64))
+        t.update(torch.rand(3, t.channels), ids, torch.zeros(3, t.channels, dtype=torch.int64))
+    group.fold()
+    assert group.folds == 1
     state = small.state_dict()
     assert state["values"].untyped_storage().nbytes() == 2 * 4 * 4  # not the 5,002 stacked rows
