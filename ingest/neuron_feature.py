@@ -188,6 +188,10 @@ def gather_crops(p: CropPlan, batch: torch.Tensor, batch_ids: torch.Tensor, fill
     # Every s×s window as a view (no copy); indexing it copies whole rows, so crops come out
     # contiguous, which the sums that follow need to run at memory speed.
     windows = padded.unfold(2, s, 1).unfold(3, s, 1)  # (B, 3, H', W', s, s)
+    # A field wholly inside the network's padding (padding wider than the kernel) lies outside the
+    # padded image; its nearest window is all fill, and a negative index must not wrap around.
+    tops = tops.clamp_(0, windows.shape[2] - 1)
+    lefts = lefts.clamp_(0, windows.shape[3] - 1)
     chunk = max(1, CHUNK_BYTES["cpu" if device.type == "cpu" else "other"] // (4 * 3 * s * s))
     for start in range(0, len(idx), chunk):
         end = start + chunk
