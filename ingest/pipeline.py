@@ -204,8 +204,8 @@ def index_scan(network: Network, images: LabelledImages, catalog_path: Path, mod
     tables = run_tables(model_name, network.model, images, layers, state["class_means"].result(), hierarchy,
                         state.n_seen, errors, state.mean_colour(options.image_size).tolist(), options,
                         str(network.device), time.perf_counter() - start)
-    kept = {layer: tuple(t.cpu().numpy() for t in reducer.result()) for layer, reducer in state.image_activations().items()
-            if reducer.result() is not None}
+    kept = {layer: tuple(t.numpy() for t in result) for layer, reducer in state.image_activations().items()
+            if (result := reducer.result()) is not None}
     warn_float16_overflow(kept)
     tables["image_activations"] = image_activation_rows(model_name, images.name, kept)
     lap("rows")

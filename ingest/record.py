@@ -128,9 +128,7 @@ class ImageActivations:
     def __init__(self, layer: str, k: int | None, device: torch.device | str = "cpu"):
         # ``device`` is the scan's; the kept values live on the host whatever it is.
         self.layer, self.k, self.device = layer, k, torch.device("cpu")
-        self.ids: list[torch.Tensor] = []
-        self.max: list[torch.Tensor] = []
-        self.mean: list[torch.Tensor] = []
+        self.kept = _PerImage()  # rows (images, 2, units): max and mean
 
     def update(self, batch: Batch, output: torch.Tensor) -> None:
         keep = torch.ones(len(batch), dtype=torch.bool) if self.k is None else batch.ids_cpu < self.k  # host: ids_cpu
@@ -138,40 +136,28 @@ class ImageActivations:
             return
         rows = torch.nonzero(keep).squeeze(1).to(output.device)
         maps = as_maps(output, self.layer)[rows].flatten(2)
-        self.ids.append(batch.ids_cpu[keep])
-        self.max.append(maps.amax(dim=2).half().cpu())
-        self.mean.append(maps.float().mean(dim=2).half().cpu())
+        self.kept.add(batch.ids_cpu[keep], torch.stack([maps.amax(dim=2).half(), maps.float().mean(dim=2).half()], 1))
 
     def merge(self, other: "ImageActivations") -> None:
-        self.ids += [t.cpu() for t in other.ids]
-        self.max += [t.cpu() for t in other.max]
-        self.mean += [t.cpu() for t in other.mean]
-
-    def _unique(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-        if not self.ids:
-            return None
-        ids = torch.cat(self.ids)
-        first = {}
-        for row, image_id in enumerate(ids.tolist()):
-            first.setdefault(image_id, row)
-        order = sorted(first)
-        rows = torch.tensor([first[i] for i in order], dtype=torch.int64)  # host: the kept values live on the CPU
-        return (torch.tensor(order, dtype=torch.int64), torch.cat(self.max)[rows],  # host: the kept values too
-                torch.cat(self.mean)[rows])
+        self.kept.extend(other.kept)
 
     def state_dict(self) -> dict:
-        kept = self._unique()
+        kept = self.result()
         if kept is None:
             return {}
         return {"ids": kept[0], "max": kept[1], "mean": kept[2]}
 
     def load_state_dict(self, state: dict) -> None:
-        self.ids, self.max, self.mean = ([state["ids"].cpu()], [state["max"].cpu()],
-                                         [state["mean"].cpu()]) if state else ([], [], [])
+        self.kept = _PerImage()
+        if state:
+            self.kept.add(state["ids"], torch.stack([state["max"], state["mean"]], 1))
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """(image ids ascending, max (images × units), mean (images × units)), float16 on the CPU; None before any image."""
-        return self._unique()
+        if not self.kept.ids:
+            return None
+        ids, rows = self.kept.unique()
+        return ids, rows[:, 0].contiguous(), rows[:, 1].contiguous()
 
 
 class ClassMeans:

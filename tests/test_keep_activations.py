@@ -75,7 +75,7 @@ def test_kept_values_live_in_host_memory_whatever_the_scan_device(planted_folder
     resumed = ImageActivations("0", 7, device="meta")
     resumed.load_state_dict(scanned.state_dict())
     for reducer in (scanned, merged, resumed):
-        assert {t.device.type for t in reducer.max + reducer.mean + reducer.ids} == {"cpu"}
+        assert {t.device.type for t in reducer.kept.ids + reducer.kept.rows} == {"cpu"}
         got = reducer.result()
         assert all(t.device.type == "cpu" for t in got)
         assert all(torch.equal(a, b) for a, b in zip(got, expected))
@@ -87,7 +87,7 @@ def test_on_cuda_each_batch_leaves_the_device(planted_folder, planted_model):
     network = Network(planted_model, "cuda")
     options = IngestOptions(image_size=32, batch_size=3, workers=0, progress=False, device="cuda")
     kept = record(network, images, fresh(images, network, None), options)["acts:0"]
-    assert {t.device.type for t in kept.max + kept.mean} == {"cpu"}
+    assert {t.device.type for t in kept.kept.rows} == {"cpu"}
 
 
 def test_k_zero_adds_no_reducer_and_all_keeps_every_image(planted_folder, planted_model):
