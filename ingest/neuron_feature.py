@@ -68,13 +68,11 @@ class NeuronFeatureAccumulator:
         self.samples = (torch.zeros(len(plan.units), 3, side, side, dtype=torch.uint8, device=device)
                         if sample_side > 0 else None)
         self.sampled = torch.zeros(len(plan.units), dtype=torch.bool, device=device)  # crops actually cut
-        self.units, self.weights = plan.units, plan.weights  # on the batches' device from the first add
+        self.units, self.weights = plan.units.to(device), plan.weights.to(device)  # the plan's columns, moved once
 
     def add(self, batch: torch.Tensor, batch_ids: torch.Tensor, fill: torch.Tensor) -> None:
         """Accumulate every planned crop whose image is in ``batch``."""
         p = self.plan
-        if self.units.device != batch.device:  # the plan lives on the host; its columns move once
-            self.units, self.weights = p.units.to(batch.device), p.weights.to(batch.device)
         for idx, crops in gather_crops(p, batch, batch_ids, fill):
             idx = idx.to(crops.device)
             units, w = self.units[idx], self.weights[idx]
