@@ -49,17 +49,21 @@ def run(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
+def ingest_networks(path, images, networks):
+    """Ingest each (name, module, K) into the catalogue at ``path``, on layers 0, 2 and 4."""
+    for name, module, k in networks:
+        ingest(loaded(module, name), images, path, name, ["0", "2", "4"], options(k))
+
+
 @pytest.fixture(scope="module")
 def cat_path(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("match")
     images = open_images(noise_images(tmp / "noise"))
     path = tmp / "c.duckdb"
     a = net(0)
-    for name, module, k in (("a", a, None), ("perm", permuted(a, PERM0, PERM2), None), ("other", net(1), None),
-                            ("off", net(2), 0), ("fewer", net(3), 20)):
-        ingest(loaded(module, name), images, path, name, ["0", "2", "4"], options(k))
-    ingest(loaded(net(4), "elsewhere"), open_images(noise_images(tmp / "noise2", n=40, seed=1)), path, "elsewhere",
-           ["0", "2", "4"], options())
+    ingest_networks(path, images, (("a", a, None), ("perm", permuted(a, PERM0, PERM2), None), ("other", net(1), None),
+                                   ("off", net(2), 0), ("fewer", net(3), 20)))
+    ingest_networks(path, open_images(noise_images(tmp / "noise2", n=40, seed=1)), (("elsewhere", net(4), None),))
     return path
 
 

@@ -20,8 +20,7 @@ from catalog.datasette.neurocat_pages import (COMPARE_LAYERS_SQL, COMPARE_PAIRS_
 from catalog.publish import publish
 from catalog.site import prepare, running
 from ingest.data import open_images
-from ingest.pipeline import ingest
-from tests.test_compare_activations import PERM0, PERM2, loaded, noise_images, options, run
+from tests.test_compare_activations import PERM0, PERM2, ingest_networks, noise_images, run
 from tests.test_matching import net, permuted
 from tests.test_site import CHROMIUM, browser, open_page  # noqa: F401  (the browser fixture)
 
@@ -35,8 +34,7 @@ def site(tmp_path_factory):
     images = open_images(noise_images(tmp / "noise"))
     path = tmp / "c.duckdb"
     a = net(0)
-    for name, module in (("a", a), ("perm", permuted(a, PERM0, PERM2)), ("other", net(1))):
-        ingest(loaded(module, name), images, path, name, ["0", "2", "4"], options())
+    ingest_networks(path, images, (("a", a, None), ("perm", permuted(a, PERM0, PERM2), None), ("other", net(1), None)))
     result = run("compare", "a", "perm", "--activations", "--catalog", path, "--device", "cpu")
     assert result.exit_code == 0, result.output
     db, metadata, _ = prepare(path)
