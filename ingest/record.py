@@ -136,7 +136,8 @@ class ImageActivations:
             return
         rows = torch.nonzero(keep).squeeze(1).to(output.device)
         maps = as_maps(output, self.layer)[rows].flatten(2)
-        self.kept.add(batch.ids_cpu[keep], torch.stack([maps.amax(dim=2).half(), maps.float().mean(dim=2).half()], 1))
+        # Stacked in float32 (exact for any scan dtype; autocast rejects stacking halves), then rounded once.
+        self.kept.add(batch.ids_cpu[keep], torch.stack([maps.amax(dim=2).float(), maps.float().mean(dim=2)], 1).half())
 
     def merge(self, other: "ImageActivations") -> None:
         self.kept.extend(other.kept)
