@@ -13,7 +13,7 @@ import time
 import torch
 
 import ingest.neuron_feature as neuron_feature
-from ingest.neuron_feature import NeuronFeatureAccumulator, plan_crops
+from ingest.neuron_feature import Canvases, NeuronFeatureAccumulator, plan_crops
 from ingest.receptive_field import ReceptiveField
 
 
@@ -40,7 +40,7 @@ def main() -> None:
             acc = NeuronFeatureAccumulator(plan, "cpu")
             start = time.perf_counter()
             for s in range(0, n, args.batch_size):
-                acc.add(images[s:s + args.batch_size], torch.arange(s, min(n, s + args.batch_size)), fill)
+                acc.add(Canvases([plan], images[s:s + args.batch_size], fill), torch.arange(s, min(n, s + args.batch_size)))
             times.setdefault(mb, []).append(time.perf_counter() - start)
     print(f"{len(plan.units)} crops at {plan.nf_size} px, {torch.get_num_threads()} threads")
     for mb, t in times.items():

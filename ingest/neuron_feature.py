@@ -34,6 +34,31 @@ class CropPlan:
     weights: torch.Tensor    # (E,) relative activation w
     positions: torch.Tensor | None = None  # (E,) flat position of the maximum in the layer's map
 
+    def __post_init__(self):
+        # Fields larger than the NF are cut from the image shrunk by ``scale``, boxes rounded to its grid.
+        self.scale = min(1.0, self.nf_size / self.rf.size)
+        if self.scale < 1:
+            self.crop_tops = torch.floor(self.tops.double() * self.scale + 0.5).long()
+            self.crop_lefts = torch.floor(self.lefts.double() * self.scale + 0.5).long()
+        else:
+            self.crop_tops, self.crop_lefts = self.tops.long(), self.lefts.long()
+
+    def shrunk(self, height: int, width: int) -> tuple[int, int]:
+        """The side of an image of ``height`` × ``width`` once shrunk for this layer's crops."""
+        if self.scale < 1:
+            return max(1, round(height * self.scale)), max(1, round(width * self.scale))
+        return height, width
+
+    def reach(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """How far the boxes leave the (shrunk) image: pixels above, below, left, right (at least 0).
+        A field may lie wholly inside the network's padding, when that is wider than the kernel."""
+        if len(self.crop_tops) == 0:
+            return 0, 0, 0, 0
+        h, w = self.shrunk(height, width)
+        s = self.nf_size
+        return (max(0, -int(self.crop_tops.min())), max(0, int(self.crop_tops.max()) + s - h),
+                max(0, -int(self.crop_lefts.min())), max(0, int(self.crop_lefts.max()) + s - w))
+
 
 def plan_crops(layer: str, rf: ReceptiveField, out_width: int, values: torch.Tensor, image_ids: torch.Tensor,
                positions: torch.Tensor, min_rel: float, nf_ranks: int, nf_size: int) -> CropPlan:
@@ -70,20 +95,37 @@ class NeuronFeatureAccumulator:
         self.sampled = torch.zeros(len(plan.units), dtype=torch.bool, device=device)  # crops actually cut
         self.units, self.weights = plan.units.to(device), plan.weights.to(device)  # the plan's columns, moved once
 
-    def add(self, batch: torch.Tensor, batch_ids: torch.Tensor, fill: torch.Tensor) -> None:
-        """Accumulate every planned crop whose image is in ``batch``."""
-        p = self.plan
-        for idx, crops in gather_crops(p, batch, batch_ids, fill):
-            idx = idx.to(crops.device)
-            units, w = self.units[idx], self.weights[idx]
-            self.weighted.index_add_(0, units, crops * w.view(-1, 1, 1, 1))
+    def add(self, canvases: "Canvases", batch_ids: torch.Tensor) -> None:
+        """Accumulate every planned crop whose image is in the batch of ``canvases``.
+
+        The batch's crops are taken neuron by neuron, so the few rows of the sums a chunk touches stay
+        in the caches while its crops are added; each chunk is cut into one reused buffer (a fresh
+        tensor per chunk costs its page faults again on a CPU)."""
+        idx, slot = in_batch(self.plan, batch_ids.cpu())
+        if len(idx) == 0:
+            return
+        order = torch.argsort(self.plan.units[idx], stable=True)
+        idx, slot = idx[order], slot[order]
+        canvas = canvases.for_plan(self.plan)
+        device = canvas.device
+        source = CropSource(self.plan, canvas, slot, idx)
+        n_chunk = chunk_crops(self.plan.nf_size, device)
+        crops_buffer = torch.empty(min(n_chunk, len(idx)), 3, self.plan.nf_size, self.plan.nf_size, device=device)
+        weighted_buffer = torch.empty_like(crops_buffer)
+        for start in range(0, len(idx), n_chunk):
+            part = slice(start, start + n_chunk)
+            chunk_idx = idx[part].to(device)
+            n = len(chunk_idx)
+            crops = source.cut(part, out=crops_buffer[:n])
+            units, w = self.units[chunk_idx], self.weights[chunk_idx]
+            self.weighted.index_add_(0, units, torch.mul(crops, w.view(-1, 1, 1, 1), out=weighted_buffer[:n]))
             self.total.index_add_(0, units, crops)
-            self.squares.index_add_(0, units, crops * crops)
             self.weight.index_add_(0, units, w)
             self.n_used.index_add_(0, units, torch.ones_like(units))
             if self.samples is not None:
-                self.samples[idx] = shrink_crops(crops, self.samples.shape[-1])
-                self.sampled[idx] = True
+                self.samples[chunk_idx] = shrink_crops(crops, self.samples.shape[-1])
+                self.sampled[chunk_idx] = True
+            self.squares.index_add_(0, units, crops.square_())  # last: squares the buffer in place
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(NF (C, 3, s, s), σ (C, s, s) mean over channels, n_used (C,)); NF is 0 where no crop was used."""
@@ -159,8 +201,80 @@ class ColorDrop:
                            torch.full_like(self.colour, float("nan")))
 
 
+def chunk_crops(nf_size: int, device) -> int:
+    """Crops per chunk: ``CHUNK_BYTES`` of float32 crops of side ``nf_size``."""
+    device = torch.device(device)
+    return max(1, CHUNK_BYTES["cpu" if device.type == "cpu" else "other"] // (4 * 3 * nf_size * nf_size))
+
+
+class Canvas:
+    """A batch shrunk to one NF scale and padded with the data set's mean colour far enough on each
+    side that every box of the layers sharing it lies inside."""
+
+    def __init__(self, batch: torch.Tensor, size: tuple[int, int], pads: tuple[int, int, int, int],
+                 fill: torch.Tensor):
+        if tuple(batch.shape[2:]) != size:  # shrunk once: the same picture as shrinking each crop, far less work
+            batch = F.interpolate(batch, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+        above, below, left, right = pads
+        b, _, h, w = batch.shape
+        self.pixels = fill.view(1, 3, 1, 1).expand(b, 3, h + above + below, w + left + right).contiguous()
+        self.pixels[:, :, above:above + h, left:left + w] = batch
+        self.above, self.left = above, left
+        self.device = batch.device
+
+    def rows(self, s: int) -> torch.Tensor:
+        """Every run of ``s`` pixels of the flat canvas as a row of a view (no copy): a crop is 3·s such
+        rows, and index_select copies whole rows, several times faster than indexing 2-D windows."""
+        return self.pixels.view(-1).as_strided((self.pixels.numel() - s + 1, s), (1, 1))
+
+
+class Canvases:
+    """One batch's canvases: one per NF scale among ``plans``, built on first use and shared by every
+    layer of that scale."""
+
+    def __init__(self, plans: list[CropPlan], batch: torch.Tensor, fill: torch.Tensor):
+        self.batch, self.fill = batch, fill
+        self.pads: dict[tuple[int, int], tuple[int, ...]] = {}
+        h, w = batch.shape[2:]
+        for plan in plans:
+            size = plan.shrunk(h, w)
+            self.pads[size] = tuple(max(a, b) for a, b in zip(self.pads.get(size, (0, 0, 0, 0)), plan.reach(h, w)))
+        self.built: dict[tuple[int, int], Canvas] = {}
+
+    def for_plan(self, plan: CropPlan) -> Canvas:
+        size = plan.shrunk(*self.batch.shape[2:])
+        if size not in self.built:
+            self.built[size] = Canvas(self.batch, size, self.pads[size], self.fill)
+        return self.built[size]
+
+
+class CropSource:
+    """Where each of some planned crops lies in a canvas. ``slot``: each crop's row in the batch;
+    ``idx``: its plan index (both on the host, in the order the crops will be cut)."""
+
+    def __init__(self, p: CropPlan, canvas: Canvas, slot: torch.Tensor, idx: torch.Tensor):
+        device, s = canvas.device, p.nf_size
+        self.size, self.rows = s, canvas.rows(s)
+        self.height, self.width = canvas.pixels.shape[2:]
+        self.slot = slot.to(device)
+        self.tops = (p.crop_tops[idx] + canvas.above).to(device)
+        self.lefts = (p.crop_lefts[idx] + canvas.left).to(device)
+        self.offsets = (torch.arange(3, device=device).view(1, 3, 1) * self.height
+                        + torch.arange(s, device=device).view(1, 1, s))
+
+    def cut(self, part: slice, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The crops ``part`` of this source's order, (n, 3, s, s), written into ``out`` when given."""
+        s, slot, tops, lefts = self.size, self.slot[part], self.tops[part], self.lefts[part]
+        starts = (((slot * 3 * self.height + tops).view(-1, 1, 1) + self.offsets) * self.width
+                  + lefts.view(-1, 1, 1)).view(-1)
+        if out is not None:
+            return torch.index_select(self.rows, 0, starts, out=out.view(-1, s)).view(-1, 3, s, s)
+        return self.rows.index_select(0, starts).view(-1, 3, s, s)
+
+
 def gather_crops(p: CropPlan, batch: torch.Tensor, batch_ids: torch.Tensor, fill: torch.Tensor):
-    """Yield ``(plan indices, crops (E, 3, s, s))`` for the planned crops whose image is in ``batch``.
+    """Yield ``(plan indices, crops (E, 3, s, s))`` for the planned crops whose image is in ``batch``,
+    in plan order.
 
     ``batch`` is (B, 3, H, W) float in [0, 1] with sorted ``batch_ids``; plan indices are on the host,
     crops on the batch's device, in chunks of ``CHUNK_BYTES``.
@@ -168,29 +282,7 @@ def gather_crops(p: CropPlan, batch: torch.Tensor, batch_ids: torch.Tensor, fill
     idx, slot = in_batch(p, batch_ids.cpu())
     if len(idx) == 0:
         return
-    device = batch.device
-    slot = slot.to(device)
-    # Large fields: shrink the image once and crop at NF resolution, rather than cut
-    # full-size crops and shrink each (the same picture, far less memory and time).
-    s = p.nf_size
-    scale = s / p.rf.size
-    if scale < 1:
-        size = (max(1, round(batch.shape[2] * scale)), max(1, round(batch.shape[3] * scale)))
-        batch = F.interpolate(batch, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
-    # Pad by the crop size with the data set's mean colour, so every box lies inside.
-    h, w = batch.shape[2:]
-    padded = fill.view(1, 3, 1, 1).expand(batch.shape[0], 3, h + 2 * s, w + 2 * s).clone()
-    padded[:, :, s:s + h, s:s + w] = batch
-    tops = torch.floor(p.tops[idx].double() * scale + 0.5).long().to(device) + s
-    lefts = torch.floor(p.lefts[idx].double() * scale + 0.5).long().to(device) + s
-    # Every s×s window as a view (no copy); indexing it copies whole rows, so crops come out
-    # contiguous, which the sums that follow need to run at memory speed.
-    windows = padded.unfold(2, s, 1).unfold(3, s, 1)  # (B, 3, H', W', s, s)
-    # A field wholly inside the network's padding (padding wider than the kernel) lies outside the
-    # padded image; its nearest window is all fill, and a negative index must not wrap around.
-    tops = tops.clamp_(0, windows.shape[2] - 1)
-    lefts = lefts.clamp_(0, windows.shape[3] - 1)
-    chunk = max(1, CHUNK_BYTES["cpu" if device.type == "cpu" else "other"] // (4 * 3 * s * s))
+    source = CropSource(p, Canvases([p], batch, fill).for_plan(p), slot, idx)
+    chunk = chunk_crops(p.nf_size, batch.device)
     for start in range(0, len(idx), chunk):
-        end = start + chunk
-        yield idx[start:end], windows[slot[start:end], :, tops[start:end], lefts[start:end]]
+        yield idx[start:start + chunk], source.cut(slice(start, start + chunk))

@@ -292,7 +292,13 @@ def alpha_interval(samples: torch.Tensor, weights: torch.Tensor, n_used, alpha: 
 
 
 def shrink_crops(crops: torch.Tensor, side: int) -> torch.Tensor:
-    """(E, 3, s, s) crops in [0, 1] -> (E, 3, side, side) uint8, area-averaged (kept as they are when s <= side)."""
-    if crops.shape[-1] > side:
-        crops = torch.nn.functional.adaptive_avg_pool2d(crops, side)
+    """(E, 3, s, s) crops in [0, 1] -> (E, 3, side, side) uint8, each pixel the mean of its bin (the bins of
+    adaptive average pooling), taken as two small matrix products; kept as they are when s <= side."""
+    s = crops.shape[-1]
+    if s > side:
+        bins = torch.zeros(side, s, dtype=crops.dtype, device=crops.device)
+        for i in range(side):
+            lo, hi = (i * s) // side, -((-(i + 1) * s) // side)
+            bins[i, lo:hi] = 1.0 / (hi - lo)
+        crops = (bins @ crops) @ bins.T
     return (crops.clamp(0, 1) * 255 + 0.5).to(torch.uint8)

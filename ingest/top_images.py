@@ -11,7 +11,7 @@ import torch
 
 from .data import LabelledImages
 from .network import Network, image_batches, network_pass
-from .neuron_feature import ColorDrop, NeuronFeatureAccumulator, plan_crops
+from .neuron_feature import Canvases, ColorDrop, NeuronFeatureAccumulator, plan_crops
 from .receptive_field import ReceptiveField
 from .record import ScanState
 from .self_activation import nf_self_activation
@@ -55,8 +55,9 @@ def neuron_features(network: Network, images: LabelledImages, state: ScanState, 
                               progress=options.progress):
         errors.extend((i, f"unreadable when cropping: {e}") for i, e in batch.errors)
         if len(batch):
+            canvases = Canvases(plans, batch.images01, fill)  # shrunk and padded once per NF scale
             for acc in accumulators:
-                acc.add(batch.images01, batch.ids_cpu, fill)
+                acc.add(canvases, batch.ids_cpu)
     out = {}
     for acc in accumulators:
         nf, sigma, n_used = acc.result()

@@ -62,3 +62,47 @@ def test_a_field_inside_the_padding_is_all_fill():
     plan, got = crops_of(rf, torch.zeros(1, 1, dtype=torch.int64), torch.zeros(1, 1, dtype=torch.int64), 14,
                          images, fill, 96)
     assert torch.equal(got[0], fill.view(3, 1, 1).expand(3, 3, 3))
+
+
+def test_accumulated_nf_and_sigma_equal_the_hand_cut_crops_for_layers_sharing_a_canvas(monkeypatch):
+    """Two layers of one NF scale share a batch's canvas (padded for the farther-reaching one); each
+    neuron's sums, taken in chunks neuron by neuron, equal the weighted mean and σ of its crops cut by hand."""
+    g = torch.Generator().manual_seed(1)
+    images = torch.rand(6, 3, 20, 20, generator=g)
+    fill = torch.tensor([0.2, 0.4, 0.6])
+    layers = {"near": (ReceptiveField(7, 2, -3, -3), 10), "far": (ReceptiveField(9, 4, -8, -8), 5)}
+    plans = {}
+    for name, (rf, width) in layers.items():
+        values = torch.rand(3, 6, generator=g).sort(1, descending=True).values + 0.1
+        image_ids = torch.stack([torch.randperm(6, generator=g) for _ in range(3)])
+        positions = torch.randint(0, width * width, (3, 6), generator=g)
+        plans[name] = plan_crops(name, rf, width, values, image_ids, positions, 0.5, 6, 96)
+    for chunk in (1, 1 << 30):
+        monkeypatch.setitem(neuron_feature.CHUNK_BYTES, "cpu", chunk)
+        accs = {name: neuron_feature.NeuronFeatureAccumulator(p, "cpu") for name, p in plans.items()}
+        for ids in (torch.tensor([0, 2, 3]), torch.tensor([1, 4, 5])):
+            canvases = neuron_feature.Canvases(list(plans.values()), images[ids], fill)
+            for acc in accs.values():
+                acc.add(canvases, ids)
+            assert len(canvases.built) == 1  # one scale: one canvas for both layers
+        for name, p in plans.items():
+            nf, sigma, n_used = accs[name].result()
+            for unit in range(3):
+                mine = (p.units == unit).nonzero().flatten().tolist()
+                assert int(n_used[unit]) == len(mine)
+                crops = torch.stack([reference_crop(images[p.image_ids[i]], fill, int(p.tops[i]), int(p.lefts[i]),
+                                                    p.rf.size, 96) for i in mine])
+                w = p.weights[mine].view(-1, 1, 1, 1)
+                torch.testing.assert_close(nf[unit], ((w * crops).sum(0) / w.sum()).clamp(0, 1))
+                torch.testing.assert_close(sigma[unit], crops.std(0, unbiased=False).mean(0), atol=1e-5, rtol=0)
+
+
+def test_shrunk_crops_are_adaptive_average_pooling():
+    from ingest.significance import shrink_crops
+
+    for s in (9, 13, 50, 83, 96):
+        crops = torch.rand(7, 3, s, s, generator=torch.Generator().manual_seed(s))
+        expected = (F.adaptive_avg_pool2d(crops, 8) * 255 + 0.5).to(torch.uint8)
+        assert (shrink_crops(crops, 8).int() - expected.int()).abs().max() <= 1  # float rounding at .5 only
+    small = torch.rand(2, 3, 5, 5)
+    assert torch.equal(shrink_crops(small, 8), (small * 255 + 0.5).to(torch.uint8))

@@ -14,7 +14,7 @@ from ingest import significance
 from ingest.cli import app
 from ingest.data import open_images
 from ingest.models import LoadedModel
-from ingest.neuron_feature import NeuronFeatureAccumulator, plan_crops
+from ingest.neuron_feature import Canvases, NeuronFeatureAccumulator, plan_crops
 from ingest.pipeline import IngestOptions, ingest
 from ingest.receptive_field import ReceptiveField
 from ingest.selectivity import class_selectivity, color_selectivity
@@ -281,8 +281,9 @@ def test_kept_crops_are_the_nf_crops_and_weights():
     plan = plan_crops("l", rf, 8, values, image_ids, positions, min_rel=0.3, nf_ranks=6, nf_size=12)
     acc = NeuronFeatureAccumulator(plan, "cpu", sample_side=4)
     batch = torch.rand(10, 3, 16, 16)
-    acc.add(batch[:5], torch.arange(5), torch.full((3,), 0.5))
-    acc.add(batch[5:], torch.arange(5, 10), torch.full((3,), 0.5))
+    fill = torch.full((3,), 0.5)
+    acc.add(Canvases([plan], batch[:5], fill), torch.arange(5))
+    acc.add(Canvases([plan], batch[5:], fill), torch.arange(5, 10))
     nf, _, n_used = acc.result()
     crops, weights = acc.crop_samples()
     assert crops.shape == (4, int(n_used.max()), 3, 4, 4) and crops.dtype == torch.uint8
