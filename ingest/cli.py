@@ -32,9 +32,9 @@ DEMO_QUERIES = [
     ("Single-faceted neurons per layer (Sadeghi)",
      "SELECT layer, single_faceted, round(single_faceted_fraction, 3) AS fraction, round(mean_mf_degree, 2) AS mf "
      "FROM faceted_by_layer ORDER BY layer_index"),
-    ("Most hue-selective neurons (γ over the manifest's hue column), with both colour indexes",
-     "SELECT s.layer, s.unit, round(s.gamma, 3) AS gamma_hue, s.top_label AS hue, round(n.alpha, 3) AS alpha, "
-     "round(n.color_drop, 3) AS color_drop FROM label_selectivity s JOIN neurons n USING (model, dataset, layer, unit) "
+    ("Most hue-selective neurons (γ over the manifest's hue column), with their colour selectivity α",
+     "SELECT s.layer, s.unit, round(s.gamma, 3) AS gamma_hue, s.top_label AS hue, round(n.alpha, 3) AS alpha "
+     "FROM label_selectivity s JOIN neurons n USING (model, dataset, layer, unit) "
      "WHERE s.label_set = 'hue' ORDER BY s.gamma DESC, n.a_max DESC LIMIT 5"),
     ("Share of colour-selective neurons per layer (colour fades with depth)",
      "SELECT layer, channels, rf_size, round(mean_alpha, 3) AS mean_alpha, round(color_selective_fraction, 3) AS colour_share "
@@ -105,6 +105,11 @@ def ingest(
                                                         "probe image per live neuron. Default: on when the device is "
                                                         "CUDA, off otherwise (on a CPU it can take longer than "
                                                         "the scan)."),
+    color_drop: Optional[bool] = typer.Option(None, "--color-drop/--no-color-drop",
+                                              help="Compute the colour drop: every top image once more through "
+                                                   "the network in gray. Default: on when the device is CUDA, "
+                                                   "off otherwise (on a CPU about one more forward pass of a "
+                                                   "small set)."),
     ica: bool = typer.Option(False, "--ica", help="Also compute ICA components of every neuron's top crops "
                                                   "(slower; or later with `neurocat analyze ica`)."),
     autocast: Optional[str] = typer.Option(None, "--autocast", help="Run the scan under bfloat16 or float16 "
@@ -144,7 +149,7 @@ def ingest(
                                 similarity_k=None if similarity_full else similarity_k,
                                 checkpoint_every=checkpoint_every, engine=engine, address=address,
                                 gpus_per_worker=gpus_per_worker, autocast=autocast, channels_last=channels_last,
-                                decode=decode, self_activation=self_activation,
+                                decode=decode, self_activation=self_activation, color_drop=color_drop,
                                 gamma_null_draws=gamma_null_draws, bootstrap=bootstrap,
                                 keep_activations=parse_keep(keep_activations), progress=not quiet)
         options.resolved_device()  # --device cuda without CUDA
@@ -602,8 +607,8 @@ def demo(
     quiet: bool = QUIET,
 ):
     """Offline demo: generate a labelled stimulus set, index EfficientNet-Lite0 (real ImageNet weights), run
-    every analysis (ICA, the filter tree of 'star', optimised images of a few neurons, too), and print
-    example queries."""
+    the analyses (ICA of one layer, the filter tree of 'star', optimised images of a few neurons, too),
+    and print example queries."""
     import catalog as cat_lib
 
     from .data import open_images
@@ -620,10 +625,11 @@ def demo(
     from .visualize import visualize
 
     with cat_lib.open(catalog) as cat:
-        analyze_ica(cat, EFFICIENTNET_LITE0, size=24, progress=not quiet)
+        # ICA of one layer: on two CPU cores all five take minutes (`neurocat analyze ica` does the rest).
+        analyze_ica(cat, EFFICIENTNET_LITE0, layers=[DEMO_LAYERS[1]], size=24, progress=not quiet)
         analyze_filter_tree(cat, EFFICIENTNET_LITE0, "star", network=network, progress=not quiet)
-        # Optimised images for a few hue-selective neurons of a middle layer, shown on their pages.
-        visualize(cat, EFFICIENTNET_LITE0, DEMO_LAYERS[2], where="color_drop > 0.5", size=64, steps=96,
+        # Optimised images for the most colour-selective of a middle layer's first 16 neurons, shown on their pages.
+        visualize(cat, EFFICIENTNET_LITE0, DEMO_LAYERS[2], where="alpha > 0.1", size=64, steps=96,
                   batch_size=8, network=network, progress=not quiet, units=list(range(16)))
     with cat_lib.open(catalog, read_only=True) as cat:
         for title, sql in DEMO_QUERIES:

@@ -32,6 +32,8 @@ class IngestOptions:
     channels_last: bool = False          # scan with channels-last memory format
     self_activation: bool | None = None  # the NF self-activation pass (one partial forward per live neuron);
                                          # None: on when the device is a GPU (see wants_self_activation)
+    color_drop: bool | None = None       # the colour drop's gray pass over the top images (docs/science.md §13);
+                                         # None: on when the device is a GPU (see wants_color_drop)
     decode: str = "auto"                 # JPEG decoding: auto (on the GPU when the device is one) | cpu | gpu
     engine: str = "local"                # local | ray
     address: str | None = None           # Ray cluster address (engine ray); default a local one
@@ -65,6 +67,14 @@ class IngestOptions:
         whole scan of a small set (a deep ResNet-18 layer: 60 ms per neuron), so by default only on a GPU."""
         if self.self_activation is not None:
             return self.self_activation
+        return self.resolved_device().type == "cuda"
+
+    def wants_color_drop(self) -> bool:
+        """The colour drop runs every top image through the network once more, in gray: next to a GPU scan
+        that is cheap, but on a CPU and a small set the top images are nearly all images, so it costs
+        about one more forward pass of the whole set. By default only on a GPU."""
+        if self.color_drop is not None:
+            return self.color_drop
         return self.resolved_device().type == "cuda"
 
     def resolved_workers(self) -> int:

@@ -50,7 +50,9 @@ def neuron_features(network: Network, images: LabelledImages, state: ScanState, 
     errors = []
     batches = image_batches(images, needed, device, options.image_size, options.batch_size,
                             options.resolved_workers(), options.decode)
-    for batch in network_pass(network, batches, list(drops), lambda b, name, out: drops[name].add(out, b.ids_cpu),
+    # With the colour drop, the gray copy of each batch goes through the network while its crops are cut.
+    taps = list(drops) if options.wants_color_drop() else []
+    for batch in network_pass(network, batches, taps, lambda b, name, out: drops[name].add(out, b.ids_cpu),
                               transform=ColorDrop.grayscale, desc="crops", total=len(needed),
                               progress=options.progress):
         errors.extend((i, f"unreadable when cropping: {e}") for i, e in batch.errors)

@@ -11,7 +11,7 @@ from ingest.cli import app
 pytestmark = pytest.mark.gpu
 runner = CliRunner()
 COMMON = ["--model", "tests.planted:planted", "--layers", "0", "--image-size", "32", "--workers", "0", "-q",
-          "--top-n", "12", "--batch-size", "4", "--self-activation"]  # on both devices (its default is by device)
+          "--top-n", "12", "--batch-size", "4", "--self-activation", "--color-drop"]  # on both devices (defaults by device)
 
 
 def invoke(*args):
@@ -91,3 +91,9 @@ def test_self_activation_is_on_by_default_on_cuda():
     from ingest.options import IngestOptions
 
     assert IngestOptions(device="cuda").wants_self_activation()
+
+
+def test_color_drop_is_on_by_default_on_cuda():
+    from ingest.options import IngestOptions
+
+    assert IngestOptions(device="cuda").wants_color_drop()

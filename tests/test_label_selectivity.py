@@ -18,7 +18,8 @@ def demo_catalogue(tmp_path_factory):
     generate(tmp / "demo", variants=1, size=48)  # 160 stimuli: 5 shapes × 8 hues × 4 textures
     model = LoadedModel(planted().eval(), "planted", "callable", None, (0.0,) * 3, (1.0,) * 3)
     ingest(model, open_images(tmp / "demo" / "manifest.csv"), tmp / "c.duckdb", "planted", ["0"],
-           IngestOptions(image_size=48, batch_size=32, workers=0, progress=False, device="cpu", top_n=10))
+           IngestOptions(image_size=48, batch_size=32, workers=0, progress=False, device="cpu", top_n=10,
+                         color_drop=True))
     return tmp / "c.duckdb"
 
 
@@ -45,3 +46,25 @@ def test_color_drop_is_high_for_red_and_zero_for_the_achromatic_edge(demo_catalo
     assert abs(drop[EDGE]) < 0.02
     assert drop[DEAD] is None
     assert layer[1] == pytest.approx((drop[RED] + drop[EDGE]) / 2) and layer[2] == 1.0
+
+
+def test_color_drop_is_off_by_default_on_a_cpu_and_the_flag_turns_it_on(tmp_path, planted_folder):
+    """Its gray pass is about one more forward pass of a small set on a CPU: by default only on a GPU."""
+    from typer.testing import CliRunner
+
+    from ingest.cli import app
+    from ingest.options import IngestOptions
+
+    assert not IngestOptions(device="cpu").wants_color_drop()  # on CUDA: tests/test_gpu.py
+    assert IngestOptions(device="cpu", color_drop=True).wants_color_drop()
+    common = ["ingest", "--model", "tests.planted:planted", "--layers", "0", "--data", str(planted_folder),
+              "--image-size", "32", "--workers", "0", "--device", "cpu", "-q", "--top-n", "5"]
+    drops = {}
+    for flag in ([], ["--color-drop"]):
+        path = tmp_path / f"c{len(flag)}.duckdb"
+        result = CliRunner().invoke(app, common + ["--catalog", str(path)] + flag)
+        assert result.exit_code == 0, result.output
+        with catalog.open(path, read_only=True) as cat:
+            drops[bool(flag)] = dict(cat.rows("SELECT unit, color_drop FROM neurons"))
+    assert set(drops[False].values()) == {None}
+    assert drops[True][RED] == pytest.approx(1.0) and drops[True][DEAD] is None
