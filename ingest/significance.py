@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .selectivity import EPSILON, OPPONENT, UNIFORM_VARIANCE
+from .selectivity import EPSILON, OPPONENT, UNIFORM_VARIANCE, principal_axis
 
 LEVEL = 0.95         # two-sided level of the bootstrap intervals
 SAMPLE_SIDE = 8      # NF crops are kept at this side (or their own, if smaller) for the bootstrap of α
@@ -232,14 +232,14 @@ def _alpha_of_opponent(opp: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """α from the NFs' opponent colours (n, 3, P) and σ (n, P); the uncentred moment is the centred
     one plus μμᵀ (float32 is ample for bootstrap replicates)."""
     w = 1.0 / (sigma + EPSILON)
-    w = (w / w.sum(1, keepdim=True)).unsqueeze(1)                    # (n, 1, P), sums to 1
-    mean = (w * opp).sum(2, keepdim=True)                            # (n, 3, 1)
+    w = (w / w.sum(1, keepdim=True)).unsqueeze(2)                    # (n, P, 1), sums to 1
+    mean = torch.bmm(opp, w)                                         # (n, 3, 1)
     centred = opp - mean
-    cov = torch.bmm(w * centred, centred.transpose(1, 2))
+    cov = torch.bmm(centred * w.transpose(1, 2), centred.transpose(1, 2))
     use_centred = cov.diagonal(dim1=1, dim2=2).sum(1) >= UNIFORM_VARIANCE
     moment = torch.where(use_centred.view(-1, 1, 1), cov, cov + mean * mean.transpose(1, 2))
-    _, vectors = torch.linalg.eigh(moment)
-    return torch.rad2deg(torch.arccos(vectors[:, 2, -1].abs().clamp(max=1.0))) / 90.0
+    v = principal_axis(moment)
+    return (torch.rad2deg(torch.arccos(v[:, 2].abs().clamp(max=1.0))) / 90.0).to(opp.dtype)
 
 
 def alpha_replicates(samples: torch.Tensor, weights: torch.Tensor, n_used, resamples: int, seed: int = 0,
