@@ -175,7 +175,11 @@ def centred_interval(estimate: np.ndarray, replicates: np.ndarray, level: float 
     if ok.any():
         r = replicates[ok]
         deviation = r - np.nanmean(r, axis=1, keepdims=True)
-        q = np.nanquantile(deviation, [(1 - level) / 2, (1 + level) / 2], axis=1)
+        levels = [(1 - level) / 2, (1 + level) / 2]
+        full = np.isfinite(deviation).all(1)       # the same quantiles, but in one call, not row by row
+        q = np.empty((2, len(r)))
+        q[:, full] = np.quantile(deviation[full], levels, axis=1)
+        q[:, ~full] = np.nanquantile(deviation[~full], levels, axis=1)
         lo[ok] = np.clip(estimate[ok] + q[0], 0.0, 1.0)
         hi[ok] = np.clip(estimate[ok] + q[1], 0.0, 1.0)
     return lo, hi
@@ -231,10 +235,10 @@ def alpha_only(nf: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 def _alpha_of_opponent(opp: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """α from the NFs' opponent colours (n, 3, P) and σ (n, P); the uncentred moment is the centred
     one plus μμᵀ (float32 is ample for bootstrap replicates)."""
-    w = 1.0 / (sigma + EPSILON)
-    w = (w / w.sum(1, keepdim=True)).unsqueeze(2)                    # (n, P, 1), sums to 1
+    w = sigma.add(EPSILON).reciprocal_()
+    w = w.div_(w.sum(1, keepdim=True)).unsqueeze(2)                  # (n, P, 1), sums to 1
     mean = torch.bmm(opp, w)                                         # (n, 3, 1)
-    centred = opp - mean
+    centred = opp.sub_(mean)                                         # in place: opp is a temporary of its callers
     cov = torch.bmm(centred * w.transpose(1, 2), centred.transpose(1, 2))
     use_centred = cov.diagonal(dim1=1, dim2=2).sum(1) >= UNIFORM_VARIANCE
     moment = torch.where(use_centred.view(-1, 1, 1), cov, cov + mean * mean.transpose(1, 2))
