@@ -280,8 +280,10 @@ def alpha_replicates(samples: torch.Tensor, weights: torch.Tensor, n_used, resam
         opp = torch.bmm(mw, (opponent @ crops).flatten(2)).view(b * resamples, 3, pixels)
         # σ from moments about each neuron's mean crop: no float32 cancellation (equal crops give σ = 0).
         k = torch.as_tensor(n_used[block], device=device, dtype=torch.float32).view(-1, 1, 1, 1)
-        crops -= crops.sum(1, keepdim=True) / k
-        moments = torch.bmm(m / k.view(-1, 1, 1), torch.cat([crops, crops * crops], 2).flatten(2))
+        both = crops.new_empty(b, n_max, 6, pixels)                   # centred crops, then their squares
+        torch.sub(crops, crops.sum(1, keepdim=True) / k, out=both[:, :, :3])
+        torch.mul(both[:, :, :3], both[:, :, :3], out=both[:, :, 3:])
+        moments = torch.bmm(m / k.view(-1, 1, 1), both.flatten(2))
         mean, square = moments.view(b, resamples, 2, 3, pixels).unbind(2)
         sigma = (square - mean * mean).clamp_(min=0).sqrt_().mean(2).view(b * resamples, pixels)
         out[block] = _alpha_of_opponent(opp, sigma).view(b, resamples).cpu().numpy()
