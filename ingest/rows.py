@@ -45,15 +45,20 @@ def png_column(images: np.ndarray, keep: np.ndarray) -> list[bytes | None]:
         return [next(encoded) if k else None for k in keep]
 
 
-def _key(model: str, dataset: str, layer: str, n: int) -> dict[str, list]:
-    return {"model": [model] * n, "dataset": [dataset] * n, "layer": [layer] * n}
+def _repeat(value: str, n: int) -> pa.Array:
+    """One string n times as a plain string column, built in Arrow rather than from a list of n objects."""
+    return pa.array([value], pa.string()).take(pa.array(np.zeros(n, dtype=np.int64)))
+
+
+def _key(model: str, dataset: str, layer: str, n: int) -> dict[str, pa.Array]:
+    return {"model": _repeat(model, n), "dataset": _repeat(dataset, n), "layer": _repeat(layer, n)}
 
 
 def _per_unit_indexes(model: str, dataset: str, layer: str, values: dict[str, np.ndarray]) -> pa.Table:
     c = len(next(iter(values.values())))
     names = list(values)
     return pa.table({**_key(model, dataset, layer, c * len(names)), "unit": np.tile(np.arange(c), len(names)),
-                     "index": np.repeat(names, c).tolist(),
+                     "index": pa.array(names, pa.string()).take(pa.array(np.repeat(np.arange(len(names)), c))),
                      "value": np.concatenate([np.asarray(values[n], dtype=np.float64) for n in names])})
 
 

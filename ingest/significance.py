@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .selectivity import EPSILON, OPPONENT, UNIFORM_VARIANCE
+from .selectivity import EPSILON, OPPONENT, UNIFORM_VARIANCE, principal_axis
 
 LEVEL = 0.95         # two-sided level of the bootstrap intervals
 SAMPLE_SIDE = 8      # NF crops are kept at this side (or their own, if smaller) for the bootstrap of α
@@ -175,7 +175,11 @@ def centred_interval(estimate: np.ndarray, replicates: np.ndarray, level: float 
     if ok.any():
         r = replicates[ok]
         deviation = r - np.nanmean(r, axis=1, keepdims=True)
-        q = np.nanquantile(deviation, [(1 - level) / 2, (1 + level) / 2], axis=1)
+        levels = [(1 - level) / 2, (1 + level) / 2]
+        full = np.isfinite(deviation).all(1)       # the same quantiles, but in one call, not row by row
+        q = np.empty((2, len(r)))
+        q[:, full] = np.quantile(deviation[full], levels, axis=1)
+        q[:, ~full] = np.nanquantile(deviation[~full], levels, axis=1)
         lo[ok] = np.clip(estimate[ok] + q[0], 0.0, 1.0)
         hi[ok] = np.clip(estimate[ok] + q[1], 0.0, 1.0)
     return lo, hi
@@ -231,15 +235,15 @@ def alpha_only(nf: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 def _alpha_of_opponent(opp: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """α from the NFs' opponent colours (n, 3, P) and σ (n, P); the uncentred moment is the centred
     one plus μμᵀ (float32 is ample for bootstrap replicates)."""
-    w = 1.0 / (sigma + EPSILON)
-    w = (w / w.sum(1, keepdim=True)).unsqueeze(1)                    # (n, 1, P), sums to 1
-    mean = (w * opp).sum(2, keepdim=True)                            # (n, 3, 1)
-    centred = opp - mean
-    cov = torch.bmm(w * centred, centred.transpose(1, 2))
+    w = sigma.add(EPSILON).reciprocal_()
+    w = w.div_(w.sum(1, keepdim=True)).unsqueeze(2)                  # (n, P, 1), sums to 1
+    mean = torch.bmm(opp, w)                                         # (n, 3, 1)
+    centred = opp.sub_(mean)                                         # in place: opp is a temporary of its callers
+    cov = torch.bmm(centred * w.transpose(1, 2), centred.transpose(1, 2))
     use_centred = cov.diagonal(dim1=1, dim2=2).sum(1) >= UNIFORM_VARIANCE
     moment = torch.where(use_centred.view(-1, 1, 1), cov, cov + mean * mean.transpose(1, 2))
-    _, vectors = torch.linalg.eigh(moment)
-    return torch.rad2deg(torch.arccos(vectors[:, 2, -1].abs().clamp(max=1.0))) / 90.0
+    v = principal_axis(moment)
+    return (torch.rad2deg(torch.arccos(v[:, 2].abs().clamp(max=1.0))) / 90.0).to(opp.dtype)
 
 
 def alpha_replicates(samples: torch.Tensor, weights: torch.Tensor, n_used, resamples: int, seed: int = 0,
@@ -276,8 +280,10 @@ def alpha_replicates(samples: torch.Tensor, weights: torch.Tensor, n_used, resam
         opp = torch.bmm(mw, (opponent @ crops).flatten(2)).view(b * resamples, 3, pixels)
         # σ from moments about each neuron's mean crop: no float32 cancellation (equal crops give σ = 0).
         k = torch.as_tensor(n_used[block], device=device, dtype=torch.float32).view(-1, 1, 1, 1)
-        crops -= crops.sum(1, keepdim=True) / k
-        moments = torch.bmm(m / k.view(-1, 1, 1), torch.cat([crops, crops * crops], 2).flatten(2))
+        both = crops.new_empty(b, n_max, 6, pixels)                   # centred crops, then their squares
+        torch.sub(crops, crops.sum(1, keepdim=True) / k, out=both[:, :, :3])
+        torch.mul(both[:, :, :3], both[:, :, :3], out=both[:, :, 3:])
+        moments = torch.bmm(m / k.view(-1, 1, 1), both.flatten(2))
         mean, square = moments.view(b, resamples, 2, 3, pixels).unbind(2)
         sigma = (square - mean * mean).clamp_(min=0).sqrt_().mean(2).view(b * resamples, pixels)
         out[block] = _alpha_of_opponent(opp, sigma).view(b, resamples).cpu().numpy()

@@ -73,3 +73,13 @@ def test_orientation_selectivity_by_hand():
     data = LayerData("m", "l", nf, np.array([True, True, True]), np.ones(3), np.ones((3, 1)), np.zeros((3, 1), int), ["c"])
     stripes_c, blob_c, flat_c = orientation_selectivity(data)
     assert stripes_c == pytest.approx(1.0) and blob_c < 0.05 and np.isnan(flat_c)
+
+
+def test_gradient_is_numpys():
+    from ingest.indexes import _gradient
+
+    rng = np.random.default_rng(0)
+    for shape in [(3, 2, 2), (4, 5, 7), (2, 96, 96)]:
+        f = rng.random(shape)
+        gy, gx = np.gradient(f, axis=(1, 2))
+        assert np.array_equal(_gradient(f, 1), gy) and np.array_equal(_gradient(f, 2), gx)

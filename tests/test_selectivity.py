@@ -103,3 +103,25 @@ def test_curve_area():
     area = curve_area(rel)
     assert area[0] == pytest.approx(0.5)
     assert np.isnan(area[1])
+
+
+def test_principal_axis_matches_eigh():
+    """The closed-form top eigenvector against float64 eigh: random, degenerate and near-degenerate."""
+    from ingest.selectivity import principal_axis
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(20000, 3, 8, generator=g, dtype=torch.float64)
+    rotations, _ = torch.linalg.qr(torch.randn(200, 3, 3, generator=g, dtype=torch.float64))
+    near = [rotations @ torch.diag(torch.tensor([0.3, 1 - e, 1.0], dtype=torch.float64)) @ rotations.transpose(1, 2)
+            for e in (0.1, 1e-3, 1e-5, 1e-9, 0.0)]
+    special = torch.stack([torch.eye(3), torch.zeros(3, 3), torch.diag(torch.tensor([0.0, 0.0, 1.0])),
+                           torch.ones(3, 3), torch.diag(torch.tensor([2.0, 1.0, 1.0]))]).double()
+    for m in [x @ x.transpose(1, 2), *near, special, (x @ x.transpose(1, 2)).float()]:
+        v = principal_axis(m)
+        ref = torch.linalg.eigh(m.double())[1][:, :, -1]
+        assert v.dtype == torch.float64 and v.shape == (len(m), 3)
+        assert torch.allclose(v.norm(dim=1), torch.ones(len(m), dtype=torch.float64), atol=1e-12)
+        if m.dtype == torch.float64:  # float32 input: the same axis, up to float32's own eigh (the gap rows)
+            assert ((v * ref).sum(1).abs() - 1).abs().max() < 1e-12
+        else:
+            assert ((v * ref).sum(1).abs() - 1).abs().max() < 1e-6
