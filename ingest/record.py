@@ -134,8 +134,9 @@ class ImageActivations:
         keep = torch.ones(len(batch), dtype=torch.bool) if self.k is None else batch.ids_cpu < self.k  # host: ids_cpu
         if not keep.any():  # a host-side test: no device sync on the batches past the probe set
             return
-        rows = torch.nonzero(keep).squeeze(1).to(output.device)
-        maps = as_maps(output, self.layer)[rows].flatten(2)
+        maps = as_maps(output, self.layer).flatten(2)
+        if not keep.all():  # only then: indexing copies the whole output
+            maps = maps[torch.nonzero(keep).squeeze(1).to(output.device)]
         # Stacked in float32 (exact for any scan dtype; autocast rejects stacking halves), then rounded once.
         self.kept.add(batch.ids_cpu[keep], torch.stack([maps.amax(dim=2).float(), maps.float().mean(dim=2)], 1).half())
 
