@@ -93,6 +93,7 @@ class NeuronFeatureAccumulator:
         self.samples = (torch.zeros(len(plan.units), 3, side, side, dtype=torch.uint8, device=device)
                         if sample_side > 0 else None)
         self.sampled = torch.zeros(len(plan.units), dtype=torch.bool, device=device)  # crops actually cut
+        self.image_size: tuple[int, int] | None = None  # (h, w) of the images the crops were cut from, shrunk
         self.units, self.weights = plan.units.to(device), plan.weights.to(device)  # the plan's columns, moved once
 
     def add(self, canvases: "Canvases", batch_ids: torch.Tensor) -> None:
@@ -108,6 +109,7 @@ class NeuronFeatureAccumulator:
         idx, slot = idx[order], slot[order]
         canvas = canvases.for_plan(self.plan)
         device = canvas.device
+        self.image_size = canvas.image_size
         source = CropSource(self.plan, canvas, slot, idx)
         n_chunk = chunk_crops(self.plan.nf_size, device)
         crops_buffer = torch.empty(min(n_chunk, len(idx)), 3, self.plan.nf_size, self.plan.nf_size, device=device)
@@ -122,9 +124,9 @@ class NeuronFeatureAccumulator:
             self.total.index_add_(0, units, crops)
             self.weight.index_add_(0, units, w)
             self.n_used.index_add_(0, units, torch.ones_like(units))
+            self.sampled[chunk_idx] = True
             if self.samples is not None:
                 self.samples[chunk_idx] = shrink_crops(crops, self.samples.shape[-1])
-                self.sampled[chunk_idx] = True
             self.squares.index_add_(0, units, crops.square_())  # last: squares the buffer in place
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -134,6 +136,30 @@ class NeuronFeatureAccumulator:
         mean = self.total / n
         sigma = (self.squares / n - mean * mean).clamp(min=0).sqrt().mean(1)
         return nf.clamp(0, 1), sigma, self.n_used
+
+    def seen(self) -> torch.Tensor:
+        """(C, s, s) bool: NF pixels inside the image in at least one of the neuron's crops. The others are
+        the mean-colour fill in every crop (fields larger than the image, or near its border): the crops
+        agree there only because they are padding, so α leaves them out (docs/science.md §4)."""
+        c, s = self.plan.channels, self.plan.nf_size
+        device = self.n_used.device
+        if self.image_size is None:
+            return torch.zeros(c, s, s, dtype=torch.bool, device=device)
+        h, w = self.image_size
+        cut = self.sampled
+        units = self.units[cut]
+        tops, lefts = self.plan.crop_tops.to(device)[cut], self.plan.crop_lefts.to(device)[cut]
+        # Crop row r shows image row top + r: the rows inside the image are [r0, r1), the columns [c0, c1).
+        r0, r1 = (-tops).clamp(0, s), (h - tops).clamp(0, s)
+        c0, c1 = (-lefts).clamp(0, s), (w - lefts).clamp(0, s)
+        keep = (r1 > r0) & (c1 > c0)
+        units, r0, r1, c0, c1 = units[keep], r0[keep], r1[keep], c0[keep], c1[keep]
+        # Each rectangle as the four corners of a 2-D difference array; two cumulative sums count them.
+        counts = torch.zeros(c, s + 1, s + 1, device=device)
+        ones = torch.ones(len(units), device=device)
+        for rows, cols, sign in ((r0, c0, 1.0), (r0, c1, -1.0), (r1, c0, -1.0), (r1, c1, 1.0)):
+            counts.index_put_((units, rows, cols), ones * sign, accumulate=True)
+        return counts.cumsum(1).cumsum(2)[:, :s, :s] > 0
 
     def crop_samples(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(crops (C, n, 3, r, r) uint8, their w (C, n)): each neuron's kept NF crops first, in plan
@@ -220,6 +246,7 @@ class Canvas:
         self.pixels = fill.view(1, 3, 1, 1).expand(b, 3, h + above + below, w + left + right).contiguous()
         self.pixels[:, :, above:above + h, left:left + w] = batch
         self.above, self.left = above, left
+        self.image_size = (h, w)
         self.device = batch.device
 
     def rows(self, s: int) -> torch.Tensor:

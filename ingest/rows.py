@@ -76,7 +76,7 @@ def layer_tables(model: str, dataset: str, r: LayerResult, label_ids: np.ndarray
         rel = np.where(valid & alive[:, None], np.maximum(values, 0) / a_max[:, None], np.nan)
     labels = np.where(valid, label_ids[np.clip(ids, 0, None)], -1)
     gamma = class_selectivity(rel, labels, len(classes), options.gamma_th)
-    color = color_selectivity(f.nf.cpu(), f.sigma.cpu())
+    color = color_selectivity(f.nf.cpu(), f.sigma.cpu(), None if f.seen is None else f.seen.cpu())
     n_used = f.n_used.cpu().numpy()
     has_nf = alive & (n_used > 0)
     alpha = np.where(has_nf, color.alpha, np.nan)
@@ -161,7 +161,7 @@ def _significance(r: LayerResult, rel: np.ndarray, labels: np.ndarray, label_ids
         f = r.features
         if f.samples is not None:
             lo, hi = alpha_interval(f.samples, f.sample_weights, f.n_used.cpu().numpy(), alpha, resamples,
-                                    key=(r.name,))
+                                    key=(r.name,), seen=f.seen)
             out["alpha_lo"], out["alpha_hi"] = np.where(has_nf, lo, np.nan), np.where(has_nf, hi, np.nan)
     return out
 

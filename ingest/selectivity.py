@@ -55,20 +55,32 @@ def principal_axis(moment: torch.Tensor, gap: float = 1e-3) -> torch.Tensor:
         n = np.arange(size.shape[1])
         v = (cross[best, :, n] / np.sqrt(size[best, n])[:, None])     # (n, 3)
         ok = (l1 - l2 > gap * np.maximum(np.abs(l1), np.abs(l3))) & np.isfinite(v).all(1)
-    out = torch.from_numpy(v)
+    out = torch.from_numpy(v)  # host: solved in NumPy, moved to the moment's device on return
     if not ok.all():
-        bad = torch.from_numpy(np.flatnonzero(~ok))
+        bad = torch.from_numpy(np.flatnonzero(~ok))  # host: indexes the host result
         out[bad] = torch.linalg.eigh(moment.detach().cpu()[bad])[1][:, :, -1].to(torch.float64)
     return out.to(moment.device)
 
 
-def color_selectivity(nf: torch.Tensor, sigma: torch.Tensor) -> ColorSelectivity:
-    """α of each NF. ``nf``: (C, 3, H, W) RGB in [0, 1]; ``sigma``: (C, H, W) per-pixel std across crops."""
+def pixel_weights(sigma: torch.Tensor, seen: torch.Tensor | None = None) -> torch.Tensor:
+    """(n, P) pixel weights π_p = 1 / (σ_p + ε) of α, summing to 1 (docs/science.md §4); 0 on the pixels
+    ``seen`` (n, P) marks False — the mean-colour fill of every crop, where σ = 0 only because the crops
+    are padding there and 1 / ε would outweigh every pixel of the image — unless a neuron has no pixel
+    seen at all."""
+    w = (sigma + EPSILON).reciprocal()
+    if seen is not None:
+        w = w * (seen | ~seen.any(1, keepdim=True)).to(w.dtype)
+    return w / w.sum(1, keepdim=True)
+
+
+def color_selectivity(nf: torch.Tensor, sigma: torch.Tensor, seen: torch.Tensor | None = None) -> ColorSelectivity:
+    """α of each NF. ``nf``: (C, 3, H, W) RGB in [0, 1]; ``sigma``: (C, H, W) per-pixel std across crops;
+    ``seen``: (C, H, W) bool, the pixels inside the image in some crop (None: all)."""
     c = nf.shape[0]
     rgb = nf.to(torch.float64).flatten(2)                             # (C, 3, P): channels as rows, for bmm
     opp = OPPONENT @ rgb                                              # (C, 3, P)
-    w = 1.0 / (sigma.to(torch.float64).flatten(1) + EPSILON)          # (C, P)
-    w = (w / w.sum(1, keepdim=True)).unsqueeze(2)                     # (C, P, 1)
+    w = pixel_weights(sigma.to(torch.float64).flatten(1),
+                      None if seen is None else seen.flatten(1)).unsqueeze(2)  # (C, P, 1)
     mean = torch.bmm(opp, w)                                          # (C, 3, 1)
     centred = opp - mean
     cov = torch.bmm(centred * w.transpose(1, 2), centred.transpose(1, 2))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .selectivity import EPSILON, OPPONENT, UNIFORM_VARIANCE, principal_axis
+from .selectivity import OPPONENT, UNIFORM_VARIANCE, pixel_weights, principal_axis
 
 LEVEL = 0.95         # two-sided level of the bootstrap intervals
 SAMPLE_SIDE = 8      # NF crops are kept at this side (or their own, if smaller) for the bootstrap of α
@@ -226,17 +226,17 @@ def gamma_interval(rel: np.ndarray, labels: np.ndarray, gamma: np.ndarray, resam
     return centred_interval(gamma, gamma_replicates(rel, labels, resamples, th, seed, key))
 
 
-def alpha_only(nf: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """α of ``selectivity.color_selectivity`` (docs/science.md §4) alone, batched: (n, 3, H, W) NFs and
-    (n, H, W) σ -> (n,) α, on their device and in their dtype."""
-    return _alpha_of_opponent(OPPONENT.to(device=nf.device, dtype=nf.dtype) @ nf.flatten(2), sigma.flatten(1))
+def alpha_only(nf: torch.Tensor, sigma: torch.Tensor, seen: torch.Tensor | None = None) -> torch.Tensor:
+    """α of ``selectivity.color_selectivity`` (docs/science.md §4) alone, batched: (n, 3, H, W) NFs,
+    (n, H, W) σ and seen pixels -> (n,) α, on their device and in their dtype."""
+    return _alpha_of_opponent(OPPONENT.to(device=nf.device, dtype=nf.dtype) @ nf.flatten(2), sigma.flatten(1),
+                              None if seen is None else seen.flatten(1))
 
 
-def _alpha_of_opponent(opp: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """α from the NFs' opponent colours (n, 3, P) and σ (n, P); the uncentred moment is the centred
-    one plus μμᵀ (float32 is ample for bootstrap replicates)."""
-    w = sigma.add(EPSILON).reciprocal_()
-    w = w.div_(w.sum(1, keepdim=True)).unsqueeze(2)                  # (n, P, 1), sums to 1
+def _alpha_of_opponent(opp: torch.Tensor, sigma: torch.Tensor, seen: torch.Tensor | None = None) -> torch.Tensor:
+    """α from the NFs' opponent colours (n, 3, P), σ (n, P) and the seen pixels (n, P); the uncentred
+    moment is the centred one plus μμᵀ (float32 is ample for bootstrap replicates)."""
+    w = pixel_weights(sigma, seen).unsqueeze(2)                      # (n, P, 1), sums to 1
     mean = torch.bmm(opp, w)                                         # (n, 3, 1)
     centred = opp.sub_(mean)                                         # in place: opp is a temporary of its callers
     cov = torch.bmm(centred * w.transpose(1, 2), centred.transpose(1, 2))
@@ -247,12 +247,13 @@ def _alpha_of_opponent(opp: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 
 def alpha_replicates(samples: torch.Tensor, weights: torch.Tensor, n_used, resamples: int, seed: int = 0,
-                     key: tuple = ()) -> np.ndarray:
+                     key: tuple = (), seen: torch.Tensor | None = None) -> np.ndarray:
     """(C, resamples) α of each neuron's NF rebuilt from its NF crops resampled with replacement.
 
     ``samples``: (C, n, 3, r, r) uint8, each neuron's NF crops shrunk to r (its first ``n_used``
-    entries); ``weights``: (C, n) their w. A replicate is the NF of §3 and the σ of §4 over the
-    resampled crops (a crop drawn k times counts k times), in float32 on ``samples``' device.
+    entries); ``weights``: (C, n) their w; ``seen``: (C, r, r) bool, the sample pixels with some pixel
+    inside the image (None: all). A replicate is the NF of §3 and the σ of §4 over the resampled
+    crops (a crop drawn k times counts k times), in float32 on ``samples``' device.
     """
     device = samples.device
     c, n_max = samples.shape[:2]
@@ -286,15 +287,19 @@ def alpha_replicates(samples: torch.Tensor, weights: torch.Tensor, n_used, resam
         moments = torch.bmm(m / k.view(-1, 1, 1), both.flatten(2))
         mean, square = moments.view(b, resamples, 2, 3, pixels).unbind(2)
         sigma = (square - mean * mean).clamp_(min=0).sqrt_().mean(2).view(b * resamples, pixels)
-        out[block] = _alpha_of_opponent(opp, sigma).view(b, resamples).cpu().numpy()
+        mask = None if seen is None else seen[index].flatten(1).repeat_interleave(resamples, 0)
+        out[block] = _alpha_of_opponent(opp, sigma, mask).view(b, resamples).cpu().numpy()
     return out
 
 
 def alpha_interval(samples: torch.Tensor, weights: torch.Tensor, n_used, alpha: np.ndarray, resamples: int,
-                   seed: int = 0, key: tuple = ()) -> tuple[np.ndarray, np.ndarray]:
+                   seed: int = 0, key: tuple = (), seen: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(alpha_lo, alpha_hi): the 95 % bootstrap interval of α (docs/science.md §22), placed on the
-    full-resolution α by ``centred_interval``."""
-    return centred_interval(alpha, alpha_replicates(samples, weights, n_used, resamples, seed, key))
+    full-resolution α by ``centred_interval``; ``seen``: (C, s, s) NF pixels inside the image in some crop."""
+    if seen is not None:  # a sample pixel counts when any NF pixel of its bin does
+        seen = torch.nn.functional.adaptive_max_pool2d(seen.float().unsqueeze(1), samples.shape[-1])[:, 0] > 0
+        seen = seen.to(samples.device)
+    return centred_interval(alpha, alpha_replicates(samples, weights, n_used, resamples, seed, key, seen))
 
 
 def shrink_crops(crops: torch.Tensor, side: int) -> torch.Tensor:

@@ -28,6 +28,7 @@ class LayerFeatures:
     nf_size: int
     color_drop: torch.Tensor  # (C,) NaN where no crop was used
     self_activation: np.ndarray | None = None  # (C,) NaN where there is no NF
+    seen: torch.Tensor | None = None            # (C, s, s) bool: NF pixels inside the image in some crop (§4)
     samples: torch.Tensor | None = None         # (C, n, 3, r, r) uint8 NF crops kept for the bootstrap of α
     sample_weights: torch.Tensor | None = None  # (C, n) their w; zeros after each neuron's n_used
 
@@ -65,7 +66,7 @@ def neuron_features(network: Network, images: LabelledImages, state: ScanState, 
         nf, sigma, n_used = acc.result()
         samples, sample_weights = acc.crop_samples() or (None, None)
         out[acc.plan.layer] = LayerFeatures(nf, sigma, n_used, acc.plan.nf_size, drops[acc.plan.layer].result(),
-                                            samples=samples, sample_weights=sample_weights)
+                                            seen=acc.seen(), samples=samples, sample_weights=sample_weights)
     return out, errors
 
 

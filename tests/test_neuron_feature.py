@@ -77,6 +77,7 @@ def test_accumulated_nf_and_sigma_equal_the_hand_cut_crops_for_layers_sharing_a_
         image_ids = torch.stack([torch.randperm(6, generator=g) for _ in range(3)])
         positions = torch.randint(0, width * width, (3, 6), generator=g)
         plans[name] = plan_crops(name, rf, width, values, image_ids, positions, 0.5, 6, 96)
+    border = 0
     for chunk in (1, 1 << 30):
         monkeypatch.setitem(neuron_feature.CHUNK_BYTES, "cpu", chunk)
         accs = {name: neuron_feature.NeuronFeatureAccumulator(p, "cpu") for name, p in plans.items()}
@@ -95,6 +96,12 @@ def test_accumulated_nf_and_sigma_equal_the_hand_cut_crops_for_layers_sharing_a_
                 w = p.weights[mine].view(-1, 1, 1, 1)
                 torch.testing.assert_close(nf[unit], ((w * crops).sum(0) / w.sum()).clamp(0, 1))
                 torch.testing.assert_close(sigma[unit], crops.std(0, unbiased=False).mean(0), atol=1e-5, rtol=0)
+                # Seen: inside the image in some crop (the same crop cut from an all-ones image, fill 0).
+                inside = [reference_crop(torch.ones(3, 20, 20), torch.zeros(3), int(p.tops[i]), int(p.lefts[i]),
+                                         p.rf.size, 96)[0] > 0 for i in mine]
+                assert torch.equal(accs[name].seen()[unit], torch.stack(inside).any(0))
+                border += sum(int((~m).sum()) for m in inside)
+    assert border > 0  # some boxes leave the image
 
 
 def test_shrunk_crops_are_adaptive_average_pooling():
@@ -106,3 +113,21 @@ def test_shrunk_crops_are_adaptive_average_pooling():
         assert (shrink_crops(crops, 8).int() - expected.int()).abs().max() <= 1  # float rounding at .5 only
     small = torch.rand(2, 3, 5, 5)
     assert torch.equal(shrink_crops(small, 8), (small * 255 + 0.5).to(torch.uint8))
+
+
+def test_seen_pixels_of_single_crops_are_their_part_inside_the_image():
+    g = torch.Generator().manual_seed(5)
+    images = torch.rand(4, 3, 20, 20, generator=g)
+    for rf, width, nf_size in ((ReceptiveField(9, 4, -8, -8), 5, 96), (ReceptiveField(30, 4, -12, -12), 5, 12)):
+        values = torch.ones(25, 1)
+        image_ids = torch.arange(25).view(25, 1) % 4
+        positions = torch.arange(25).view(25, 1)  # every position of the map, corners and edges included
+        plan = plan_crops("l", rf, width, values, image_ids, positions, 0.0, 1, nf_size)
+        acc = neuron_feature.NeuronFeatureAccumulator(plan, "cpu")
+        acc.add(neuron_feature.Canvases([plan], images, torch.zeros(3)), torch.arange(4))
+        seen = acc.seen()
+        for i in range(len(plan.units)):
+            mask = reference_crop(torch.ones(3, 20, 20), torch.zeros(3), int(plan.tops[i]), int(plan.lefts[i]),
+                                  rf.size, nf_size)[0] > 0
+            assert torch.equal(seen[plan.units[i]], mask), (rf, i)
+        assert not seen.all() and seen.any()

@@ -125,3 +125,26 @@ def test_principal_axis_matches_eigh():
             assert ((v * ref).sum(1).abs() - 1).abs().max() < 1e-12
         else:
             assert ((v * ref).sum(1).abs() - 1).abs().max() < 1e-6
+
+
+def test_alpha_leaves_out_the_padding_every_crop_shares():
+    """A field larger than the image: most of the NF is the mean-colour fill of every crop, where σ = 0.
+    Weighted 1 / ε, those pixels used to decide α alone (the same small value for every such neuron);
+    with them left out, α is that of the pixels the crops saw."""
+    g = torch.Generator().manual_seed(3)
+    patch = torch.rand(3, 6, 6, generator=g, dtype=torch.float64) * torch.tensor([0.9, 0.2, 0.2]).view(3, 1, 1).double()
+    patch_sigma = 0.05 + 0.1 * torch.rand(6, 6, generator=g, dtype=torch.float64)
+    nf = torch.full((3, 20, 20), 0.45, dtype=torch.float64)
+    nf[:, 7:13, 5:11] = patch
+    sigma = torch.zeros(20, 20, dtype=torch.float64)
+    sigma[7:13, 5:11] = patch_sigma
+    seen = torch.zeros(20, 20, dtype=torch.bool)
+    seen[7:13, 5:11] = True
+    alone = color_selectivity(patch[None], patch_sigma[None]).alpha[0]
+    with_fill = color_selectivity(nf[None], sigma[None]).alpha[0]
+    left_out = color_selectivity(nf[None], sigma[None], seen[None]).alpha[0]
+    assert left_out == pytest.approx(alone, abs=1e-12)
+    assert abs(with_fill - alone) > 0.1  # the padding decided it before
+    # A neuron with no pixel seen (a field wholly in the padding) keeps every pixel, not NaN.
+    none_seen = color_selectivity(nf[None], sigma[None], torch.zeros(1, 20, 20, dtype=torch.bool)).alpha[0]
+    assert none_seen == pytest.approx(with_fill)

@@ -446,3 +446,19 @@ def test_cli_options_reach_the_run(tmp_path, planted_folder):
         p, lo = cat.rows(f"SELECT gamma_p, gamma_lo FROM neurons WHERE unit = {RED}")[0]
     assert p == pytest.approx(1 / 100) and lo is None
     assert math.isclose(p * 100, 1.0)
+
+
+def test_alpha_replicates_leave_out_the_unseen_pixels_as_alpha_does():
+    rng = np.random.default_rng(7)
+    samples = crops_of(rng, 10, (0.8, 0.3, 0.1), 0.3)[None]
+    samples[0, :, :, :, :2] = 115                                   # two columns of fill in every crop
+    seen = torch.ones(1, samples.shape[-2], samples.shape[-1], dtype=torch.bool)
+    seen[0, :, :2] = False
+    weights = torch.as_tensor(rng.uniform(0.7, 1.0, (1, 10)), dtype=torch.float32)
+    rep = significance.alpha_replicates(samples, weights, [10], 1, seed=1, key=("k",), seen=seen)[0, 0]
+    pick = (significance.generator(1, "alpha-bootstrap", "k", "unit", 0).random((1, 10)) * 10).astype(int)[0]
+    x = samples[0, pick].double() / 255
+    w = weights[0, pick].double().view(-1, 1, 1, 1)
+    nf, sigma = (w * x).sum(0) / w.sum(), x.std(0, unbiased=False).mean(0)
+    assert rep == pytest.approx(float(color_selectivity(nf[None], sigma[None], seen).alpha[0]), abs=1e-4)
+    assert rep != pytest.approx(float(color_selectivity(nf[None], sigma[None]).alpha[0]), abs=1e-2)
