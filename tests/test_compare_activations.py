@@ -55,14 +55,18 @@ def ingest_networks(path, images, networks):
         ingest(loaded(module, name), images, path, name, ["0", "2", "4"], options(k))
 
 
+def permuted_pair_and_other():
+    """("a", its channel-permuted copy "perm", an unrelated seeded "other"), as ``ingest_networks`` takes them."""
+    a = net(0)
+    return (("a", a, None), ("perm", permuted(a, PERM0, PERM2), None), ("other", net(1), None))
+
+
 @pytest.fixture(scope="module")
 def cat_path(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("match")
     images = open_images(noise_images(tmp / "noise"))
     path = tmp / "c.duckdb"
-    a = net(0)
-    ingest_networks(path, images, (("a", a, None), ("perm", permuted(a, PERM0, PERM2), None), ("other", net(1), None),
-                                   ("off", net(2), 0), ("fewer", net(3), 20)))
+    ingest_networks(path, images, permuted_pair_and_other() + (("off", net(2), 0), ("fewer", net(3), 20)))
     ingest_networks(path, open_images(noise_images(tmp / "noise2", n=40, seed=1)), (("elsewhere", net(4), None),))
     return path
 

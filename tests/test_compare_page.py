@@ -20,8 +20,8 @@ from catalog.datasette.neurocat_pages import (COMPARE_LAYERS_SQL, COMPARE_PAIRS_
 from catalog.publish import publish
 from catalog.site import prepare, running
 from ingest.data import open_images
-from tests.test_compare_activations import PERM0, PERM2, ingest_networks, noise_images, run
-from tests.test_matching import net, permuted
+from tests.test_compare_activations import (PERM0, PERM2, ingest_networks, noise_images, permuted_pair_and_other,
+                                           run)
 from tests.test_site import CHROMIUM, browser, open_page  # noqa: F401  (the browser fixture)
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
@@ -33,8 +33,7 @@ def site(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("compare_page")
     images = open_images(noise_images(tmp / "noise"))
     path = tmp / "c.duckdb"
-    a = net(0)
-    ingest_networks(path, images, (("a", a, None), ("perm", permuted(a, PERM0, PERM2), None), ("other", net(1), None)))
+    ingest_networks(path, images, permuted_pair_and_other())
     result = run("compare", "a", "perm", "--activations", "--catalog", path, "--device", "cpu")
     assert result.exit_code == 0, result.output
     db, metadata, _ = prepare(path)
