@@ -65,17 +65,17 @@ class IngestOptions:
     def wants_self_activation(self) -> bool:
         """One forward pass per live neuron is a small cost next to a GPU scan, but on a CPU it outweighs the
         whole scan of a small set (a deep ResNet-18 layer: 60 ms per neuron), so by default only on a GPU."""
-        if self.self_activation is not None:
-            return self.self_activation
-        return self.resolved_device().type == "cuda"
+        return self._asked_or_on_gpu(self.self_activation)
 
     def wants_color_drop(self) -> bool:
         """The colour drop runs every top image through the network once more, in gray: next to a GPU scan
         that is cheap, but on a CPU and a small set the top images are nearly all images, so it costs
         about one more forward pass of the whole set. By default only on a GPU."""
-        if self.color_drop is not None:
-            return self.color_drop
-        return self.resolved_device().type == "cuda"
+        return self._asked_or_on_gpu(self.color_drop)
+
+    def _asked_or_on_gpu(self, asked: bool | None) -> bool:
+        """A pass the user switched on or off, else on only when the device is CUDA."""
+        return asked if asked is not None else self.resolved_device().type == "cuda"
 
     def resolved_workers(self) -> int:
         if self.workers is not None:
