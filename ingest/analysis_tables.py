@@ -5,7 +5,8 @@ so `neurocat ingest` and `neurocat analyze` share one implementation.
 """
 from __future__ import annotations
 
-import io
+import struct
+import zlib
 
 import numpy as np
 import pyarrow as pa
@@ -145,10 +146,25 @@ def filter_tree_tables(model: str, dataset: str, label: str, layer: str, image_i
 
 
 def png_bytes(array: np.ndarray) -> bytes:
-    from PIL import Image
+    """A PNG of an (h, w) gray, (h, w, 3) RGB or (h, w, 4) RGBA uint8 picture.
 
-    buf = io.BytesIO()
-    # zlib level 1: 3x faster than the default 6 on NF-like pictures for ~35 % more bytes; every
-    # ingest encodes one per neuron, and that encoding showed in the time per neuron.
-    Image.fromarray(array).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
+    Written here rather than by PIL because every ingest encodes one per neuron and PIL's encoder
+    showed in the time per neuron: each row is stored as its difference from the row above (PNG
+    filter "up", a few % larger than PIL's choice on NFs) and deflated at zlib level 1; 2x faster.
+    """
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    h, w, channels = array.shape
+    colour_type = {1: 0, 3: 2, 4: 6}[channels]
+    rows = array.reshape(h, w * channels)
+    scanlines = np.empty((h, 1 + w * channels), dtype=np.uint8)
+    scanlines[:, 0] = 2                                      # filter "up" on every row
+    scanlines[:1, 1:] = rows[:1]                             # (the row above the first is zeros)
+    np.subtract(rows[1:], rows[:-1], out=scanlines[1:, 1:])  # uint8 wraps modulo 256, as PNG's filter does
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour_type, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(scanlines.tobytes(), 1)) + chunk(b"IEND", b""))

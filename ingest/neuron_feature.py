@@ -81,10 +81,11 @@ class NeuronFeatureAccumulator:
 
     def __init__(self, plan: CropPlan, device, sample_side: int = 0):
         s = plan.nf_size
-        self.plan = plan
-        self.weighted = torch.zeros(plan.channels, 3, s, s, device=device)
-        self.total = torch.zeros_like(self.weighted)
-        self.squares = torch.zeros_like(self.weighted)
+        self.plan, self.device = plan, torch.device(device)
+        # The (C, 3, s, s) sums are made at the first add, once the image loader's worker processes
+        # exist: memory written after they fork is copied page by page (copy-on-write).
+        self.weighted = self.total = self.squares = None
+        self.done = False
         self.weight = torch.zeros(plan.channels, device=device)
         self.n_used = torch.zeros(plan.channels, dtype=torch.int64, device=device)
         # With sample_side > 0 every NF crop is also kept, shrunk to that side in 8 bits, for the
@@ -100,11 +101,12 @@ class NeuronFeatureAccumulator:
         """Accumulate every planned crop whose image is in the batch of ``canvases``.
 
         The batch's crops are taken neuron by neuron, so the few rows of the sums a chunk touches stay
-        in the caches while its crops are added; each chunk is cut into one reused buffer (a fresh
-        tensor per chunk costs its page faults again on a CPU)."""
+        in the caches while its crops are added; each chunk is cut into the scratch memory of
+        ``canvases`` (a fresh tensor per chunk costs its page faults again on a CPU)."""
         idx, slot = in_batch(self.plan, batch_ids.cpu())
         if len(idx) == 0:
             return
+        self._allocate()
         order = torch.argsort(self.plan.units[idx], stable=True)
         idx, slot = idx[order], slot[order]
         canvas = canvases.for_plan(self.plan)
@@ -112,8 +114,7 @@ class NeuronFeatureAccumulator:
         self.image_size = canvas.image_size
         source = CropSource(self.plan, canvas, slot, idx)
         n_chunk = chunk_crops(self.plan.nf_size, device)
-        crops_buffer = torch.empty(min(n_chunk, len(idx)), 3, self.plan.nf_size, self.plan.nf_size, device=device)
-        weighted_buffer = torch.empty_like(crops_buffer)
+        crops_buffer, weighted_buffer = canvases.scratch(min(n_chunk, len(idx)), self.plan.nf_size)
         for start in range(0, len(idx), n_chunk):
             part = slice(start, start + n_chunk)
             chunk_idx = idx[part].to(device)
@@ -129,13 +130,28 @@ class NeuronFeatureAccumulator:
                 self.samples[chunk_idx] = shrink_crops(crops, self.samples.shape[-1])
             self.squares.index_add_(0, units, crops.square_())  # last: squares the buffer in place
 
+    def _allocate(self) -> None:
+        if self.weighted is None:
+            s = self.plan.nf_size
+            with torch.inference_mode(False):  # add runs in the pass's inference mode; result() after it
+                self.weighted, self.total, self.squares = (
+                    torch.zeros(self.plan.channels, 3, s, s, device=self.device) for _ in range(3))
+
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(NF (C, 3, s, s), σ (C, s, s) mean over channels, n_used (C,)); NF is 0 where no crop was used."""
+        """(NF (C, 3, s, s), σ (C, s, s) mean over channels, n_used (C,)); NF is 0 where no crop was used.
+
+        Computed in the sums' own memory (a layer's sums are hundreds of MB, and fresh temporaries that
+        size cost their page faults), so it is called once, after the last ``add``."""
+        if self.done:
+            raise RuntimeError("NeuronFeatureAccumulator.result() was already called")
+        self.done = True
+        self._allocate()
         n = self.n_used.clamp(min=1).view(-1, 1, 1, 1).float()
-        nf = self.weighted / self.weight.clamp(min=1e-12).view(-1, 1, 1, 1)
-        mean = self.total / n
-        sigma = (self.squares / n - mean * mean).clamp(min=0).sqrt().mean(1)
-        return nf.clamp(0, 1), sigma, self.n_used
+        nf = self.weighted.div_(self.weight.clamp(min=1e-12).view(-1, 1, 1, 1)).clamp_(0, 1)
+        mean = self.total.div_(n)
+        sigma = self.squares.div_(n).addcmul_(mean, mean, value=-1).clamp_(min=0).sqrt_().mean(1)
+        self.total = self.squares = None
+        return nf, sigma, self.n_used
 
     def seen(self) -> torch.Tensor:
         """(C, s, s) bool: NF pixels inside the image in at least one of the neuron's crops. The others are
@@ -238,12 +254,16 @@ class Canvas:
     side that every box of the layers sharing it lies inside."""
 
     def __init__(self, batch: torch.Tensor, size: tuple[int, int], pads: tuple[int, int, int, int],
-                 fill: torch.Tensor):
+                 fill: torch.Tensor, memory: torch.Tensor | None = None):
         if tuple(batch.shape[2:]) != size:  # shrunk once: the same picture as shrinking each crop, far less work
-            batch = F.interpolate(batch, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+            batch = F.interpolate(batch, size=size, mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
         above, below, left, right = pads
         b, _, h, w = batch.shape
-        self.pixels = fill.view(1, 3, 1, 1).expand(b, 3, h + above + below, w + left + right).contiguous()
+        shape = (b, 3, h + above + below, w + left + right)
+        # ``memory``: an earlier batch's canvas of this shape and fill; only its inside changes.
+        if memory is None or memory.shape[1:] != shape[1:] or len(memory) < b:
+            memory = fill.view(1, 3, 1, 1).expand(shape).contiguous()
+        self.memory, self.pixels = memory, memory[:b]
         self.pixels[:, :, above:above + h, left:left + w] = batch
         self.above, self.left = above, left
         self.image_size = (h, w)
@@ -257,9 +277,14 @@ class Canvas:
 
 class Canvases:
     """One batch's canvases: one per NF scale among ``plans``, built on first use and shared by every
-    layer of that scale."""
+    layer of that scale, and the scratch memory the crops of a chunk are cut into.
 
-    def __init__(self, plans: list[CropPlan], batch: torch.Tensor, fill: torch.Tensor):
+    ``previous``: the last batch's canvases, whose memory this batch reuses. A canvas or chunk is tens
+    of MB; allocated afresh for every batch, a CPU spends more time faulting its pages in than cutting.
+    """
+
+    def __init__(self, plans: list[CropPlan], batch: torch.Tensor, fill: torch.Tensor,
+                 previous: "Canvases | None" = None):
         self.batch, self.fill = batch, fill
         self.pads: dict[tuple[int, int], tuple[int, ...]] = {}
         h, w = batch.shape[2:]
@@ -267,12 +292,24 @@ class Canvases:
             size = plan.shrunk(h, w)
             self.pads[size] = tuple(max(a, b) for a, b in zip(self.pads.get(size, (0, 0, 0, 0)), plan.reach(h, w)))
         self.built: dict[tuple[int, int], Canvas] = {}
+        reuse = previous is not None and previous.fill is fill and previous.pads == self.pads
+        self.memory = dict(previous.memory) if reuse else {}  # NF scale -> canvas memory
+        self._scratch = previous._scratch if previous is not None else None
 
     def for_plan(self, plan: CropPlan) -> Canvas:
         size = plan.shrunk(*self.batch.shape[2:])
         if size not in self.built:
-            self.built[size] = Canvas(self.batch, size, self.pads[size], self.fill)
+            canvas = Canvas(self.batch, size, self.pads[size], self.fill, self.memory.get(size))
+            self.built[size], self.memory[size] = canvas, canvas.memory
         return self.built[size]
+
+    def scratch(self, n: int, s: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two (n, 3, s, s) float32 tensors in memory shared by every layer and batch (overwritten by
+        the next call)."""
+        numel = n * 3 * s * s
+        if self._scratch is None or self._scratch.shape[1] < numel:
+            self._scratch = torch.empty(2, numel, device=self.batch.device)
+        return tuple(self._scratch[i, :numel].view(n, 3, s, s) for i in range(2))
 
 
 class CropSource:

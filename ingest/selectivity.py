@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import colorsys
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ OPPONENT = torch.tensor([[1 / math.sqrt(2), -1 / math.sqrt(2), 0.0],  # host: α
 UNIFORM_VARIANCE = 1e-6  # below this weighted colour variance an NF counts as uniform
 EPSILON = 1e-6
 CHROMATIC_SHARE = 0.1  # the "most chromatic pixels": the top 10 % by chroma
+BLOCK_ELEMENTS = 1 << 19  # float64 elements per (n, 3, P) temporary of color_selectivity: 4 MB
 
 
 @dataclass
@@ -75,7 +76,19 @@ def pixel_weights(sigma: torch.Tensor, seen: torch.Tensor | None = None) -> torc
 
 def color_selectivity(nf: torch.Tensor, sigma: torch.Tensor, seen: torch.Tensor | None = None) -> ColorSelectivity:
     """α of each NF. ``nf``: (C, 3, H, W) RGB in [0, 1]; ``sigma``: (C, H, W) per-pixel std across crops;
-    ``seen``: (C, H, W) bool, the pixels inside the image in some crop (None: all)."""
+    ``seen``: (C, H, W) bool, the pixels inside the image in some crop (None: all).
+
+    Neurons are taken in blocks of a few MB of float64: a whole layer's temporaries are hundreds of MB,
+    each a fresh allocation whose page faults cost more than the arithmetic."""
+    step = max(1, BLOCK_ELEMENTS // max(1, nf[0].numel()))
+    parts = [_color_selectivity(nf[i:i + step], sigma[i:i + step], None if seen is None else seen[i:i + step])
+             for i in range(0, len(nf), step)]
+    if not parts:
+        return _color_selectivity(nf, sigma, seen)
+    return ColorSelectivity(*(np.concatenate([getattr(part, f.name) for part in parts]) for f in fields(ColorSelectivity)))
+
+
+def _color_selectivity(nf: torch.Tensor, sigma: torch.Tensor, seen: torch.Tensor | None) -> ColorSelectivity:
     c = nf.shape[0]
     rgb = nf.to(torch.float64).flatten(2)                             # (C, 3, P): channels as rows, for bmm
     opp = OPPONENT @ rgb                                              # (C, 3, P)

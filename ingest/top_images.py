@@ -53,12 +53,13 @@ def neuron_features(network: Network, images: LabelledImages, state: ScanState, 
                             options.resolved_workers(), options.decode)
     # With the colour drop, the gray copy of each batch goes through the network while its crops are cut.
     taps = list(drops) if options.wants_color_drop() else []
+    canvases = None
     for batch in network_pass(network, batches, taps, lambda b, name, out: drops[name].add(out, b.ids_cpu),
                               transform=ColorDrop.grayscale, desc="crops", total=len(needed),
                               progress=options.progress):
         errors.extend((i, f"unreadable when cropping: {e}") for i, e in batch.errors)
-        if len(batch):
-            canvases = Canvases(plans, batch.images01, fill)  # shrunk and padded once per NF scale
+        if len(batch):  # shrunk and padded once per NF scale, in the last batch's memory
+            canvases = Canvases(plans, batch.images01, fill, previous=canvases)
             for acc in accumulators:
                 acc.add(canvases, batch.ids_cpu)
     out = {}

@@ -131,3 +131,25 @@ def test_seen_pixels_of_single_crops_are_their_part_inside_the_image():
                                   rf.size, nf_size)[0] > 0
             assert torch.equal(seen[plan.units[i]], mask), (rf, i)
         assert not seen.all() and seen.any()
+
+
+def test_canvases_reuse_the_last_batch_memory_and_equal_fresh_ones():
+    g = torch.Generator().manual_seed(8)
+    fill = torch.tensor([0.2, 0.5, 0.7])
+    rf = ReceptiveField(30, 4, -12, -12)                        # shrunk (NF 12) and reaching past the border
+    plan = plan_crops("l", rf, 5, torch.ones(25, 1), torch.arange(25).view(25, 1) % 4,
+                      torch.arange(25).view(25, 1), 0.0, 1, 12)
+    first = neuron_feature.Canvases([plan], torch.rand(4, 3, 20, 20, generator=g), fill)
+    memory = first.for_plan(plan).pixels.data_ptr()
+    for b in (4, 3):                                           # a full batch, then a smaller last one
+        batch = torch.rand(b, 3, 20, 20, generator=g)
+        reused = neuron_feature.Canvases([plan], batch, fill, previous=first)
+        fresh = neuron_feature.Canvases([plan], batch, fill)
+        assert reused.for_plan(plan).pixels.data_ptr() == memory
+        assert torch.equal(reused.for_plan(plan).pixels, fresh.for_plan(plan).pixels)
+        first = reused
+    n_a, _ = first.scratch(5, 12)
+    n_b, w_b = neuron_feature.Canvases([plan], batch, fill, previous=first).scratch(3, 12)
+    assert n_b.data_ptr() == n_a.data_ptr() and n_b.shape == w_b.shape == (3, 3, 12, 12)
+    other_fill = neuron_feature.Canvases([plan], batch, fill.clone(), previous=first)
+    assert other_fill.for_plan(plan).pixels.data_ptr() != memory  # another fill: fresh memory

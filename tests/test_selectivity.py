@@ -148,3 +148,21 @@ def test_alpha_leaves_out_the_padding_every_crop_shares():
     # A neuron with no pixel seen (a field wholly in the padding) keeps every pixel, not NaN.
     none_seen = color_selectivity(nf[None], sigma[None], torch.zeros(1, 20, 20, dtype=torch.bool)).alpha[0]
     assert none_seen == pytest.approx(with_fill)
+
+
+def test_color_selectivity_in_blocks_equals_the_whole_layer_at_once(monkeypatch):
+    from ingest import selectivity
+
+    g = torch.Generator().manual_seed(11)
+    nf = torch.rand(9, 3, 6, 6, generator=g)
+    nf[4] = 0.5                                        # a uniform NF: the uncentred branch
+    sigma = torch.rand(9, 6, 6, generator=g) * 0.2
+    seen = torch.rand(9, 6, 6, generator=g) > 0.3
+    monkeypatch.setattr(selectivity, "BLOCK_ELEMENTS", 1 << 30)
+    whole = color_selectivity(nf, sigma, seen)
+    for per_block in (1, 2, 4):                        # neurons per block: 9 is no multiple of 2 or 4
+        monkeypatch.setattr(selectivity, "BLOCK_ELEMENTS", per_block * 3 * 6 * 6)
+        blocked = color_selectivity(nf, sigma, seen)
+        for name in ("alpha", "hue", "centred", "chromatic_rgb"):
+            np.testing.assert_allclose(getattr(blocked, name), getattr(whole, name), rtol=0, atol=1e-12)
+    assert not whole.centred[4] and whole.centred.sum() == 8
