@@ -6,7 +6,8 @@
     orientation = "ingest.indexes:orientation_selectivity"
 
 Every registered index is computed by `neurocat ingest` and by `neurocat analyze index NAME`, lands
-in ``neuron_indexes`` under its entry-point name, and appears as a column of ``neurons``.
+in ``neuron_indexes`` under its entry-point name, and appears as a column of ``neurons``. An ingest
+computes several layers at once in threads: a plugin must not keep state between calls.
 """
 from __future__ import annotations
 

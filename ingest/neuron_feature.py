@@ -115,19 +115,20 @@ class NeuronFeatureAccumulator:
         source = CropSource(self.plan, canvas, slot, idx)
         n_chunk = chunk_crops(self.plan.nf_size, device)
         crops_buffer, weighted_buffer = canvases.scratch(min(n_chunk, len(idx)), self.plan.nf_size)
+        every = idx.to(device)
+        all_units, all_w = self.units[every], self.weights[every]
+        self.weight.index_add_(0, all_units, all_w)
+        self.n_used.index_add_(0, all_units, torch.ones_like(all_units))
+        self.sampled[every] = True
         for start in range(0, len(idx), n_chunk):
             part = slice(start, start + n_chunk)
-            chunk_idx = idx[part].to(device)
-            n = len(chunk_idx)
+            units, w = all_units[part], all_w[part]
+            n = len(units)
             crops = source.cut(part, out=crops_buffer[:n])
-            units, w = self.units[chunk_idx], self.weights[chunk_idx]
             self.weighted.index_add_(0, units, torch.mul(crops, w.view(-1, 1, 1, 1), out=weighted_buffer[:n]))
             self.total.index_add_(0, units, crops)
-            self.weight.index_add_(0, units, w)
-            self.n_used.index_add_(0, units, torch.ones_like(units))
-            self.sampled[chunk_idx] = True
             if self.samples is not None:
-                self.samples[chunk_idx] = shrink_crops(crops, self.samples.shape[-1])
+                self.samples[every[part]] = shrink_crops(crops, self.samples.shape[-1])
             self.squares.index_add_(0, units, crops.square_())  # last: squares the buffer in place
 
     def _allocate(self) -> None:

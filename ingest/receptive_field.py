@@ -109,19 +109,20 @@ def receptive_fields(model: nn.Module, layers: list[str], image_size: int,
             out = outputs[name]
             h, w = out.shape[-2:]
             cy, cx = h // 2, w // 2
-            boxes = []
-            for (py, px) in ((cy, cx), (min(cy + 1, h - 1), min(cx + 1, w - 1))):
+
+            def box(py: int, px: int) -> tuple[int, int, int, int]:
                 (g,) = torch.autograd.grad(out[0, :, py, px].sum(), x, retain_graph=True)
                 nz = g[0].abs().sum(0) > 0
                 rows = nz.any(1).nonzero().flatten()
                 cols = nz.any(0).nonzero().flatten()
-                boxes.append((int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1))
-            top, bottom, left, right = boxes[0]
+                return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+            top, bottom, left, right = box(cy, cx)
             if (top == 0 or left == 0 or bottom == size or right == size) and size < max_probe:
-                retry.append(name)
+                retry.append(name)  # clipped: the next, larger probe measures it (and its neighbour)
                 continue
             if h > 1:
-                stride = boxes[1][0] - top
+                stride = box(min(cy + 1, h - 1), min(cx + 1, w - 1))[0] - top
             else:  # a single position: the stride is the downsampling factor
                 stride = max(1, round(size / h))
             rf_size = max(bottom - top, right - left)

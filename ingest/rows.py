@@ -252,9 +252,14 @@ def run_tables(model_name: str, model, images: LabelledImages, layers: list[Laye
     label_ids = np.array([class_index[label] for label in images.labels], dtype=np.int64)
     label_sets, plugins = label_sets_of(images), indexes.registered()
     per_layer: dict[str, list[pa.Table]] = {}
-    for r in layers:
-        for name, table in layer_tables(model_name, ds, r, label_ids, classes, label_sets, plugins, options).items():
-            per_layer.setdefault(name, []).append(table)
+    # Layers side by side: much of a layer's work is NumPy on one core, so another layer fills the rest.
+    # Each layer's rows depend on its own inputs and seeds alone, so the tables are the same as in order.
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        done = pool.map(lambda r: layer_tables(model_name, ds, r, label_ids, classes, label_sets, plugins, options),
+                        layers)
+        for result in done:
+            for name, table in result.items():
+                per_layer.setdefault(name, []).append(table)
     tables = {name: nan_to_null(pa.concat_tables(parts, promote_options="default")) for name, parts in per_layer.items()}
     n_neurons = tables["units"].num_rows
     tables["ingest_errors"] = error_table(model_name, ds, images, errors)

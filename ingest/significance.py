@@ -4,6 +4,7 @@ row stage holds; every draw comes from a generator seeded by (seed, what, layer,
 so a neuron's values do not depend on its layer-mates, the chunk sizes or the device."""
 from __future__ import annotations
 
+import functools
 import zlib
 from dataclasses import dataclass
 
@@ -307,9 +308,16 @@ def shrink_crops(crops: torch.Tensor, side: int) -> torch.Tensor:
     adaptive average pooling), taken as two small matrix products; kept as they are when s <= side."""
     s = crops.shape[-1]
     if s > side:
-        bins = torch.zeros(side, s, dtype=crops.dtype, device=crops.device)
-        for i in range(side):
-            lo, hi = (i * s) // side, -((-(i + 1) * s) // side)
-            bins[i, lo:hi] = 1.0 / (hi - lo)
+        bins = _bins(s, side, crops.dtype, crops.device)
         crops = (bins @ crops) @ bins.T
     return (crops.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+
+
+@functools.lru_cache(maxsize=64)
+def _bins(s: int, side: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(side, s): row i averages the pixels of adaptive pooling's bin i. Cached: one per layer, used per chunk."""
+    bins = torch.zeros(side, s, dtype=dtype, device=device)
+    for i in range(side):
+        lo, hi = (i * s) // side, -((-(i + 1) * s) // side)
+        bins[i, lo:hi] = 1.0 / (hi - lo)
+    return bins

@@ -100,6 +100,30 @@ def test_same_catalogue_from_two_batch_sizes(tmp_path, planted_folder, planted_m
                                 b[name].drop(columns=["nf_png"], errors="ignore").to_numpy().tolist())
 
 
+def test_rows_of_layers_built_side_by_side_equal_one_at_a_time(tmp_path, planted_folder, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ingest import rows
+    from ingest.models import LoadedModel
+
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(6, 8, 3, 2, 1),
+                              torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, 2, 1)).eval()
+    model = LoadedModel(net, "three", "callable", None, (0.0,) * 3, (1.0,) * 3)
+    opts = IngestOptions(image_size=32, batch_size=8, workers=0, progress=False, device="cpu", top_n=12)
+    results = []
+    for workers in (1, 3):
+        monkeypatch.setattr(rows, "ThreadPoolExecutor", lambda max_workers: ThreadPoolExecutor(workers))
+        path = tmp_path / f"w{workers}.duckdb"
+        ingest(model, open_images(planted_folder), path, "three", ["0", "2", "4"], opts)
+        with catalog.open(path) as cat:
+            results.append(tables(cat))
+    a, b = results
+    assert a.keys() == b.keys() and len(a["units"]) == 6 + 8 + 8
+    for name in a:
+        assert a[name].equals(b[name]), name
+
+
 def test_reingest_replaces_rows_and_models_share_the_catalogue(tmp_path, planted_folder, planted_model, fast_options):
     path = tmp_path / "cat.duckdb"
     images = open_images(planted_folder)
