@@ -152,9 +152,16 @@ def png_bytes(array: np.ndarray) -> bytes:
     showed in the time per neuron: each row is stored as its difference from the row above (PNG
     filter "up", a few % larger than PIL's choice on NFs) and deflated at zlib level 1; 2x faster.
     """
-    array = np.ascontiguousarray(array, dtype=np.uint8)
+    array = np.asarray(array)
     if array.ndim == 2:
         array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4) or not array.shape[0] or not array.shape[1]:
+        raise ValueError(f"a PNG needs an (h, w), (h, w, 3) or (h, w, 4) picture, not shape {array.shape}")
+    if array.dtype != np.uint8:  # integers in 0..255 only: a float picture in [0, 1] would come out black
+        if array.dtype.kind not in "iu" or array.min() < 0 or array.max() > 255:
+            raise ValueError(f"a PNG needs 8-bit values (integers 0..255), not {array.dtype}")
+        array = array.astype(np.uint8)
+    array = np.ascontiguousarray(array)
     h, w, channels = array.shape
     colour_type = {1: 0, 3: 2, 4: 6}[channels]
     rows = array.reshape(h, w * channels)

@@ -7,7 +7,8 @@
 
 Every registered index is computed by `neurocat ingest` and by `neurocat analyze index NAME`, lands
 in ``neuron_indexes`` under its entry-point name, and appears as a column of ``neurons``. An ingest
-computes several layers at once in threads: a plugin must not keep state between calls.
+computes two layers at once in threads: a plugin must be safe to call from two threads (a pure
+function of its ``LayerData`` is).
 """
 from __future__ import annotations
 

@@ -21,6 +21,11 @@ from .significance import alpha_interval, gamma_interval, gamma_null
 from .top_images import LayerFeatures
 
 
+# Layers whose rows are built at once. Two, as measured: each also runs PyTorch's own threads, so more
+# would oversubscribe the cores of a large machine.
+LAYER_THREADS = 2
+
+
 @dataclass
 class LayerResult:
     """One layer after the scan and the passes, on the host."""
@@ -38,9 +43,9 @@ class LayerResult:
 
 
 def png_column(images: np.ndarray, keep: np.ndarray) -> list[bytes | None]:
-    """PNG bytes of each (h, w, 3) uint8 image where ``keep``, else None; encoded on every core
-    (PIL releases the GIL while it compresses)."""
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    """PNG bytes of each (h, w, 3) uint8 image where ``keep``, else None; encoded on the cores the other
+    layers built at the same time leave (zlib releases the GIL while it compresses)."""
+    with ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 1) // LAYER_THREADS)) as pool:
         encoded = iter(pool.map(png_bytes, (images[u] for u in np.flatnonzero(keep))))
         return [next(encoded) if k else None for k in keep]
 
@@ -254,7 +259,7 @@ def run_tables(model_name: str, model, images: LabelledImages, layers: list[Laye
     per_layer: dict[str, list[pa.Table]] = {}
     # Layers side by side: much of a layer's work is NumPy on one core, so another layer fills the rest.
     # Each layer's rows depend on its own inputs and seeds alone, so the tables are the same as in order.
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=LAYER_THREADS) as pool:
         done = pool.map(lambda r: layer_tables(model_name, ds, r, label_ids, classes, label_sets, plugins, options),
                         layers)
         for result in done:

@@ -80,11 +80,11 @@ def color_selectivity(nf: torch.Tensor, sigma: torch.Tensor, seen: torch.Tensor 
 
     Neurons are taken in blocks of a few MB of float64: a whole layer's temporaries are hundreds of MB,
     each a fresh allocation whose page faults cost more than the arithmetic."""
+    if len(nf) == 0:
+        return _color_selectivity(nf, sigma, seen)
     step = max(1, BLOCK_ELEMENTS // max(1, nf[0].numel()))
     parts = [_color_selectivity(nf[i:i + step], sigma[i:i + step], None if seen is None else seen[i:i + step])
              for i in range(0, len(nf), step)]
-    if not parts:
-        return _color_selectivity(nf, sigma, seen)
     return ColorSelectivity(*(np.concatenate([getattr(part, f.name) for part in parts]) for f in fields(ColorSelectivity)))
 
 

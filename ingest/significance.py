@@ -315,9 +315,11 @@ def shrink_crops(crops: torch.Tensor, side: int) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=64)
 def _bins(s: int, side: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """(side, s): row i averages the pixels of adaptive pooling's bin i. Cached: one per layer, used per chunk."""
-    bins = torch.zeros(side, s, dtype=dtype, device=device)
-    for i in range(side):
-        lo, hi = (i * s) // side, -((-(i + 1) * s) // side)
-        bins[i, lo:hi] = 1.0 / (hi - lo)
+    """(side, s): row i averages the pixels of adaptive pooling's bin i. Cached (one per layer, used per
+    chunk), so shared: read-only, and a normal tensor even when first made in inference mode."""
+    with torch.inference_mode(False):
+        bins = torch.zeros(side, s, dtype=dtype, device=device)
+        for i in range(side):
+            lo, hi = (i * s) // side, -((-(i + 1) * s) // side)
+            bins[i, lo:hi] = 1.0 / (hi - lo)
     return bins

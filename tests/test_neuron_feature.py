@@ -153,3 +153,14 @@ def test_canvases_reuse_the_last_batch_memory_and_equal_fresh_ones():
     assert n_b.data_ptr() == n_a.data_ptr() and n_b.shape == w_b.shape == (3, 3, 12, 12)
     other_fill = neuron_feature.Canvases([plan], batch, fill.clone(), previous=first)
     assert other_fill.for_plan(plan).pixels.data_ptr() != memory  # another fill: fresh memory
+
+
+def test_bootstrap_bins_made_in_inference_mode_serve_outside_it():
+    from ingest.significance import _bins, shrink_crops
+
+    _bins.cache_clear()
+    crops = torch.rand(2, 3, 24, 24)
+    with torch.inference_mode():
+        first = shrink_crops(crops, 8)                   # the cached bins are made here
+    assert not _bins(24, 8, torch.float32, torch.device("cpu")).is_inference()
+    assert torch.equal(shrink_crops(crops, 8), first)

@@ -22,3 +22,10 @@ def test_png_decodes_to_the_pixels_written(shape, mode):
 def test_png_of_a_strided_integer_array():
     pixels = np.arange(6 * 8 * 3).reshape(6, 8, 3)[:, ::2] % 256   # int64, strided
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png_bytes(pixels)))), pixels.astype(np.uint8))
+
+
+@pytest.mark.parametrize("pixels", [np.full((4, 4, 3), 0.5), np.full((4, 4), 256), np.full((4, 4, 3), -1),
+                                    np.zeros((4, 4, 2), np.uint8), np.zeros((0, 4, 3), np.uint8), np.zeros(5, np.uint8)])
+def test_png_refuses_what_is_not_an_8_bit_picture(pixels):
+    with pytest.raises(ValueError, match="PNG needs"):
+        png_bytes(pixels)

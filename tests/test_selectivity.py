@@ -166,3 +166,8 @@ def test_color_selectivity_in_blocks_equals_the_whole_layer_at_once(monkeypatch)
         for name in ("alpha", "hue", "centred", "chromatic_rgb"):
             np.testing.assert_allclose(getattr(blocked, name), getattr(whole, name), rtol=0, atol=1e-12)
     assert not whole.centred[4] and whole.centred.sum() == 8
+
+
+def test_color_selectivity_of_no_neurons_is_empty():
+    r = color_selectivity(torch.zeros(0, 3, 4, 4), torch.zeros(0, 4, 4), torch.zeros(0, 4, 4, dtype=torch.bool))
+    assert r.alpha.shape == r.hue.shape == r.centred.shape == (0,) and r.chromatic_rgb.shape == (0, 3)
