@@ -43,8 +43,8 @@ class LayerResult:
 
 
 def png_column(images: np.ndarray, keep: np.ndarray) -> list[bytes | None]:
-    """PNG bytes of each (h, w, 3) uint8 image where ``keep``, else None; encoded on the cores the other
-    layers built at the same time leave (zlib releases the GIL while it compresses)."""
+    """PNG bytes of each (h, w, 3) uint8 image where ``keep``, else None; encoded in threads (zlib releases
+    the GIL while it compresses), as many as the cores over the layers built at the same time."""
     with ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 1) // LAYER_THREADS)) as pool:
         encoded = iter(pool.map(png_bytes, (images[u] for u in np.flatnonzero(keep))))
         return [next(encoded) if k else None for k in keep]
